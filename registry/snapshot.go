@@ -1,0 +1,157 @@
+package registry
+
+import (
+	"net/netip"
+)
+
+// Snapshot is one immutable version of the registry, as the DNS path reads
+// it. A Snapshot is never modified after it is published; a registry change
+// publishes a new one that shares everything the change did not touch.
+type Snapshot struct {
+	// Revision is the etcd revision the snapshot reflects.
+	Revision int64
+	// Stale is set while the snapshot comes from the local copy and etcd has
+	// not yet confirmed it.
+	Stale bool
+
+	orgs     shardedMap[string, *Org]
+	nets     shardedMap[netKey, *Org]
+	regions  map[string]*Region
+	gateways map[string]*Gateway
+}
+
+// netKey is the /48 an address lies in: the first six bytes.
+type netKey [6]byte
+
+func netKeyOf(a netip.Addr) netKey {
+	b := a.As16()
+	return netKey(b[:6])
+}
+
+func hashNetKey(k netKey) uint32 {
+	return uint32(k[4])<<8 | uint32(k[5]) ^ uint32(k[3])<<16 ^ uint32(k[2])<<4
+}
+
+func hashAddr(a netip.Addr) uint32 {
+	b := a.As16()
+	return uint32(b[15]) | uint32(b[14])<<8 | uint32(b[13])<<16 ^ uint32(b[11])<<4 ^ uint32(b[9])
+}
+
+func emptySnapshot() *Snapshot {
+	return &Snapshot{
+		orgs:     newShardedMap[string, *Org](hashString),
+		nets:     newShardedMap[netKey, *Org](hashNetKey),
+		regions:  map[string]*Region{},
+		gateways: map[string]*Gateway{},
+	}
+}
+
+// Org returns the org with that slug, or nil.
+func (s *Snapshot) Org(name string) *Org {
+	o, _ := s.orgs.Get(name)
+	return o
+}
+
+// OrgOf returns the org whose network holds a, or nil.
+func (s *Snapshot) OrgOf(a netip.Addr) *Org {
+	if !a.Is6() || a.Is4In6() {
+		return nil
+	}
+	o, _ := s.nets.Get(netKeyOf(a))
+	return o
+}
+
+// OrgCount is the number of orgs being served.
+func (s *Snapshot) OrgCount() int { return s.orgs.Len() }
+
+// RangeOrgs calls fn for each org in no particular order until it returns false.
+func (s *Snapshot) RangeOrgs(fn func(*Org) bool) {
+	s.orgs.Range(func(_ string, o *Org) bool { return fn(o) })
+}
+
+// Region returns a region added or overridden by a regions/ key.
+func (s *Snapshot) Region(code string) *Region { return s.regions[code] }
+
+// Regions returns the regions/ entries, keyed by code. Callers must not modify it.
+func (s *Snapshot) Regions() map[string]*Region { return s.regions }
+
+// Gateway returns the WireGuard gateway of a region, or nil.
+func (s *Snapshot) Gateway(region string) *Gateway { return s.gateways[region] }
+
+// Org is one organisation as served: its network, apps, machines and peers.
+// Only values that passed every rule appear here.
+type Org struct {
+	Name    string
+	Network netip.Prefix
+	// Serial grows whenever anything in this org changes; it becomes the
+	// zone's SOA serial for askers of this org and says nothing about others.
+	Serial uint32
+	// Gen changes whenever anything in this org changes; caches compare it.
+	Gen uint64
+
+	apps      shardedMap[string, *App]
+	appNames  []string
+	peers     map[string]*Peer
+	peerNames []string
+	owners    shardedMap[netip.Addr, Owner]
+}
+
+// Owner is the machine or WireGuard peer that holds a 6PN address.
+type Owner struct {
+	Machine *Machine
+	Peer    *Peer
+}
+
+// Region is the owner's region, or "".
+func (w Owner) Region() string {
+	switch {
+	case w.Machine != nil:
+		return w.Machine.Region
+	case w.Peer != nil:
+		return w.Peer.Region
+	}
+	return ""
+}
+
+// APIAddr is the org's DNS/API address, <network>::3.
+func (o *Org) APIAddr() netip.Addr {
+	b := o.Network.Addr().As16()
+	b[15] = 3
+	return netip.AddrFrom16(b)
+}
+
+// App returns the app with that name, or nil if it does not exist.
+func (o *Org) App(name string) *App {
+	a, _ := o.apps.Get(name)
+	return a
+}
+
+// AppNames lists the org's existing apps, sorted. Callers must not modify it.
+func (o *Org) AppNames() []string { return o.appNames }
+
+// Peer returns the WireGuard peer with that name, or nil.
+func (o *Org) Peer(name string) *Peer { return o.peers[name] }
+
+// PeerNames lists every peer of the org, sorted. Callers must not modify it.
+func (o *Org) PeerNames() []string { return o.peerNames }
+
+// Owner returns the machine or peer of this org holding address a.
+func (o *Org) Owner(a netip.Addr) (Owner, bool) { return o.owners.Get(a) }
+
+// App is one app of an org as served.
+type App struct {
+	Org  string
+	Name string
+	// Flycast is the app's private proxy address; zero when not allocated.
+	Flycast netip.Addr
+	// Gen changes whenever anything in this app changes; caches compare it.
+	Gen uint64
+	// Machines are the app's deployed machines (any state but destroyed,
+	// without skip_registration), sorted by id. Callers must not modify it.
+	Machines []*Machine
+
+	byID map[string]*Machine
+}
+
+// Machine returns the deployed machine with that id, or nil.
+func (a *App) Machine(id string) *Machine { return a.byID[id] }

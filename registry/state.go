@@ -1,0 +1,426 @@
+package registry
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Event is one change of a registry key, as etcd reports it. A full load is
+// a list of puts.
+type Event struct {
+	Key            string
+	Value          []byte
+	Delete         bool
+	CreateRevision int64
+	ModRevision    int64
+}
+
+// state is the mutable, writer-side model of the registry: what every key
+// currently says, decoded. Only the goroutine that applies etcd events
+// touches it; readers see the Snapshots it publishes.
+type state struct {
+	prefix   string
+	orgs     map[string]*orgState
+	regions  map[string]*Region
+	gateways map[string]*Gateway
+	// claims maps each /48 to the orgs whose value names it, with their
+	// create revisions: the oldest claim wins, later ones are rejected.
+	claims map[netKey]map[string]int64
+	// invalid maps an etcd key to why its value is not served.
+	invalid map[string]string
+
+	dirty       map[string]*orgDirty
+	globalDirty bool
+	// newInvalid collects keys that became invalid during this batch, for logging.
+	newInvalid []string
+}
+
+type orgState struct {
+	value     *OrgValue
+	createRev int64
+	apps      map[string]*appState
+	peers     map[string]*Peer
+}
+
+type appState struct {
+	value    *AppValue
+	machines map[string]*Machine
+}
+
+type orgDirty struct {
+	all   bool // the org itself changed: rebuild every app and peer
+	peers bool
+	apps  map[string]bool
+}
+
+func newState(prefix string) *state {
+	return &state{
+		prefix:   prefix,
+		orgs:     map[string]*orgState{},
+		regions:  map[string]*Region{},
+		gateways: map[string]*Gateway{},
+		claims:   map[netKey]map[string]int64{},
+		invalid:  map[string]string{},
+		dirty:    map[string]*orgDirty{},
+	}
+}
+
+func (st *state) org(name string) *orgState {
+	o := st.orgs[name]
+	if o == nil {
+		o = &orgState{apps: map[string]*appState{}, peers: map[string]*Peer{}}
+		st.orgs[name] = o
+	}
+	return o
+}
+
+func (st *state) markOrg(org string) *orgDirty {
+	d := st.dirty[org]
+	if d == nil {
+		d = &orgDirty{apps: map[string]bool{}}
+		st.dirty[org] = d
+	}
+	return d
+}
+
+func (st *state) setInvalid(key, reason string) {
+	if old, ok := st.invalid[key]; !ok || old != reason {
+		st.newInvalid = append(st.newInvalid, key)
+	}
+	st.invalid[key] = reason
+}
+
+// apply records one event. A value that does not parse or breaks a rule is
+// treated as absent (the key's previous value is not served either, since
+// etcd no longer holds it) and recorded in invalid.
+func (st *state) apply(ev Event) {
+	delete(st.invalid, ev.Key)
+	k, err := ParseKey(st.prefix, ev.Key)
+	if err != nil {
+		if !ev.Delete {
+			st.setInvalid(ev.Key, err.Error())
+		}
+		return
+	}
+	var v any
+	if !ev.Delete {
+		if v, err = Decode(k, ev.Value); err != nil {
+			st.setInvalid(ev.Key, err.Error())
+		}
+	}
+	switch k.Kind {
+	case KindOrg:
+		o := st.org(k.Name)
+		st.unclaim(k.Name, o)
+		o.value, _ = v.(*OrgValue)
+		if o.value != nil {
+			o.createRev = ev.CreateRevision
+			nk := netKeyOf(o.value.Network.Addr())
+			if st.claims[nk] == nil {
+				st.claims[nk] = map[string]int64{}
+			}
+			st.claims[nk][k.Name] = ev.CreateRevision
+			st.markClaimants(nk)
+		}
+		st.markOrg(k.Name).all = true
+		st.globalDirty = true
+	case KindApp:
+		a := st.app(k.Org, k.App)
+		a.value, _ = v.(*AppValue)
+		st.markOrg(k.Org).apps[k.App] = true
+	case KindMachine:
+		a := st.app(k.Org, k.App)
+		if m, _ := v.(*Machine); m != nil {
+			a.machines[k.Name] = m
+		} else {
+			delete(a.machines, k.Name)
+		}
+		st.markOrg(k.Org).apps[k.App] = true
+	case KindPeer:
+		o := st.org(k.Org)
+		if p, _ := v.(*Peer); p != nil {
+			o.peers[k.Name] = p
+		} else {
+			delete(o.peers, k.Name)
+		}
+		st.markOrg(k.Org).peers = true
+	case KindGateway:
+		if g, _ := v.(*Gateway); g != nil {
+			st.gateways[k.Name] = g
+		} else {
+			delete(st.gateways, k.Name)
+		}
+		st.globalDirty = true
+	case KindRegion:
+		if r, _ := v.(*Region); r != nil {
+			st.regions[k.Name] = r
+		} else {
+			delete(st.regions, k.Name)
+		}
+		st.globalDirty = true
+	}
+}
+
+func (st *state) app(org, app string) *appState {
+	o := st.org(org)
+	a := o.apps[app]
+	if a == nil {
+		a = &appState{machines: map[string]*Machine{}}
+		o.apps[app] = a
+	}
+	return a
+}
+
+// unclaim drops the org's claim on its current network, so whoever is next in
+// line for that /48 gets rebuilt.
+func (st *state) unclaim(name string, o *orgState) {
+	if o.value == nil {
+		return
+	}
+	nk := netKeyOf(o.value.Network.Addr())
+	delete(st.claims[nk], name)
+	st.markClaimants(nk)
+	if len(st.claims[nk]) == 0 {
+		delete(st.claims, nk)
+	}
+}
+
+func (st *state) markClaimants(nk netKey) {
+	for name := range st.claims[nk] {
+		st.markOrg(name).all = true
+	}
+	st.globalDirty = true
+}
+
+// holder is the org that owns a /48: the one that claimed it first.
+func (st *state) holder(nk netKey) string {
+	best, bestRev := "", int64(0)
+	for name, rev := range st.claims[nk] {
+		if best == "" || rev < bestRev || rev == bestRev && name < best {
+			best, bestRev = name, rev
+		}
+	}
+	return best
+}
+
+// publish builds the next Snapshot from old and the dirty marks, touching
+// only what changed, and clears the marks.
+func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *Snapshot {
+	next := *old
+	next.Revision = rev
+	next.Stale = false
+	if len(st.dirty) > 0 {
+		orgs, nets := old.orgs.edit(), old.nets.edit()
+		for name, d := range st.dirty {
+			prev, _ := old.orgs.Get(name)
+			o := st.buildOrg(name, prev, d, gen, now)
+			if prev != nil {
+				if cur, ok := nets.m.Get(netKeyOf(prev.Network.Addr())); ok && cur == prev {
+					nets.Delete(netKeyOf(prev.Network.Addr()))
+				}
+			}
+			if o == nil {
+				orgs.Delete(name)
+				continue
+			}
+			orgs.Set(name, o)
+			nets.Set(netKeyOf(o.Network.Addr()), o)
+		}
+		next.orgs, next.nets = orgs.Done(), nets.Done()
+	}
+	if st.globalDirty {
+		next.regions = make(map[string]*Region, len(st.regions))
+		for k, v := range st.regions {
+			next.regions[k] = v
+		}
+		next.gateways = make(map[string]*Gateway, len(st.gateways))
+		for k, v := range st.gateways {
+			next.gateways[k] = v
+		}
+	}
+	clear(st.dirty)
+	st.globalDirty = false
+	// Forget orgs that hold nothing any more.
+	for name, o := range st.orgs {
+		if o.value == nil && len(o.apps) == 0 && len(o.peers) == 0 {
+			delete(st.orgs, name)
+		}
+	}
+	return &next
+}
+
+// buildOrg makes the new view of one org, or nil if the org is not served
+// (no valid value, or its network is held by an older org).
+func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now time.Time) *Org {
+	os := st.orgs[name]
+	if os == nil || os.value == nil || st.holder(netKeyOf(os.value.Network.Addr())) != name {
+		if os != nil && os.value != nil {
+			st.setInvalid(st.prefix+OrgKey(name).Path(),
+				"network "+os.value.Network.String()+" already belongs to org "+st.holder(netKeyOf(os.value.Network.Addr())))
+		}
+		st.markOutside(name, os)
+		return nil
+	}
+	network := os.value.Network
+	if prev != nil && prev.Network != network {
+		prev = nil // every address moves: start from scratch
+	}
+	*gen++
+	o := &Org{Name: name, Network: network, Gen: *gen, Serial: uint32(now.Unix())}
+	if prev != nil {
+		if prev.Serial >= o.Serial {
+			o.Serial = prev.Serial + 1
+		}
+		o.apps, o.appNames, o.peers, o.peerNames, o.owners = prev.apps, prev.appNames, prev.peers, prev.peerNames, prev.owners
+	} else {
+		o.apps = newShardedMap[string, *App](hashString)
+		o.owners = newShardedMap[netip.Addr, Owner](hashAddr)
+		o.peers = map[string]*Peer{}
+		d.all = true
+	}
+	apps, owners := o.apps.edit(), o.owners.edit()
+	appSetChanged := false
+	rebuild := func(appName string) {
+		var old *App
+		if prev != nil {
+			old, _ = prev.apps.Get(appName)
+		}
+		a := st.buildApp(name, appName, os.apps[appName], network, gen)
+		if old != nil {
+			for _, m := range old.Machines {
+				if cur, ok := owners.m.Get(m.IP); ok && cur.Machine == m {
+					owners.Delete(m.IP)
+				}
+			}
+		}
+		if a == nil {
+			if old != nil {
+				apps.Delete(appName)
+				appSetChanged = true
+			}
+			return
+		}
+		if old == nil {
+			appSetChanged = true
+		}
+		apps.Set(appName, a)
+		for _, m := range a.Machines {
+			owners.Set(m.IP, Owner{Machine: m})
+		}
+	}
+	if d.all {
+		for appName := range os.apps {
+			rebuild(appName)
+		}
+		if prev != nil {
+			prev.apps.Range(func(appName string, _ *App) bool {
+				if os.apps[appName] == nil {
+					rebuild(appName)
+				}
+				return true
+			})
+		}
+	} else {
+		for appName := range d.apps {
+			rebuild(appName)
+		}
+	}
+	if d.all || d.peers {
+		for _, p := range o.peers {
+			if cur, ok := owners.m.Get(p.IP); ok && cur.Peer == p {
+				owners.Delete(p.IP)
+			}
+		}
+		o.peers = make(map[string]*Peer, len(os.peers))
+		o.peerNames = make([]string, 0, len(os.peers))
+		for pn, p := range os.peers {
+			key := st.prefix + PeerKey(name, pn).Path()
+			if err := CheckAddrIn("ip", p.IP, network); err != nil {
+				st.setInvalid(key, err.Error())
+				continue
+			}
+			delete(st.invalid, key)
+			o.peers[pn] = p
+			o.peerNames = append(o.peerNames, pn)
+			owners.Set(p.IP, Owner{Peer: p})
+		}
+		slices.Sort(o.peerNames)
+	}
+	// Drop apps whose state is gone entirely.
+	for appName, as := range os.apps {
+		if as.value == nil && len(as.machines) == 0 {
+			delete(os.apps, appName)
+		}
+	}
+	o.apps, o.owners = apps.Done(), owners.Done()
+	if appSetChanged || prev == nil {
+		o.appNames = make([]string, 0, o.apps.Len())
+		o.apps.Range(func(n string, _ *App) bool {
+			o.appNames = append(o.appNames, n)
+			return true
+		})
+		slices.Sort(o.appNames)
+	}
+	return o
+}
+
+// buildApp makes the new view of one app, or nil if the app does not exist:
+// no apps/ key and no deployed machine.
+func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, gen *uint64) *App {
+	if as == nil {
+		return nil
+	}
+	a := &App{Org: org, Name: name, byID: make(map[string]*Machine, len(as.machines))}
+	if as.value != nil {
+		a.Flycast = as.value.Flycast
+		if a.Flycast.IsValid() && !network.Contains(a.Flycast) {
+			st.setInvalid(st.prefix+AppKey(org, name).Path(), "flycast "+a.Flycast.String()+": outside the org's network "+network.String())
+			a.Flycast = netip.Addr{}
+		}
+	}
+	for id, m := range as.machines {
+		key := st.prefix + MachineKey(org, name, id).Path()
+		if err := CheckAddrIn("ip", m.IP, network); err != nil {
+			st.setInvalid(key, err.Error())
+			continue
+		}
+		delete(st.invalid, key)
+		if m.Deployed() {
+			a.Machines = append(a.Machines, m)
+			a.byID[id] = m
+		}
+	}
+	if as.value == nil && len(a.Machines) == 0 {
+		return nil
+	}
+	slices.SortFunc(a.Machines, func(x, y *Machine) int {
+		if x.ID < y.ID {
+			return -1
+		}
+		if x.ID > y.ID {
+			return 1
+		}
+		return 0
+	})
+	*gen++
+	a.Gen = *gen
+	return a
+}
+
+// markOutside records every machine and peer of an org that is not served
+// because the org itself is not: they wait for their org.
+func (st *state) markOutside(org string, os *orgState) {
+	if os == nil {
+		return
+	}
+	reason := "org " + org + " is not registered or not served"
+	for appName, as := range os.apps {
+		for id := range as.machines {
+			st.setInvalid(st.prefix+MachineKey(org, appName, id).Path(), reason)
+		}
+	}
+	for pn := range os.peers {
+		st.setInvalid(st.prefix+PeerKey(org, pn).Path(), reason)
+	}
+}

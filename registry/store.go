@@ -1,0 +1,140 @@
+package registry
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Store holds the published Snapshot and the writer-side state behind it.
+// Readers call Snapshot, which is one atomic load; Apply and Replace are
+// called by one feeder at a time (the etcd Syncer, or tests) and never block
+// readers.
+type Store struct {
+	log *zap.Logger
+	now func() time.Time
+
+	snap atomic.Pointer[Snapshot]
+
+	mu       sync.Mutex // serialises feeders; readers never take it
+	st       *state
+	gen      uint64
+	listener func(old, new *Snapshot, evs []Event)
+}
+
+// StoreOption configures a Store.
+type StoreOption func(*Store)
+
+// WithLogger sets the logger for skipped values.
+func WithLogger(l *zap.Logger) StoreOption { return func(s *Store) { s.log = l } }
+
+// WithClock sets the clock used for SOA serials (tests).
+func WithClock(now func() time.Time) StoreOption { return func(s *Store) { s.now = now } }
+
+// WithListener registers a function called after each published change,
+// with the events that caused it (nil for a full load). It runs on the
+// feeder's goroutine and must be quick.
+func WithListener(fn func(old, new *Snapshot, evs []Event)) StoreOption {
+	return func(s *Store) { s.listener = fn }
+}
+
+// NewStore makes an empty Store for keys under prefix. Snapshot returns nil
+// until the first Replace.
+func NewStore(prefix string, opts ...StoreOption) *Store {
+	s := &Store{log: zap.NewNop(), now: time.Now, st: newState(prefix)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Snapshot returns the current snapshot, or nil before the first load.
+func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Replace loads the whole registry as it was at revision rev, replacing
+// whatever the store held. Readers keep the old snapshot until the new one
+// is complete.
+func (s *Store) Replace(rev int64, kvs []Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := newState(s.st.prefix)
+	for _, kv := range kvs {
+		st.apply(kv)
+	}
+	// Mark every org so the new snapshot is built from nothing.
+	for name := range st.orgs {
+		st.markOrg(name).all = true
+	}
+	st.globalDirty = true
+	next := st.publish(emptySnapshot(), rev, &s.gen, s.now())
+	s.st = st
+	s.logInvalid()
+	old := s.snap.Swap(next)
+	if s.listener != nil {
+		s.listener(old, next, nil)
+	}
+}
+
+// Apply applies the events of one etcd revision range ending at rev. The
+// work is proportional to the apps and orgs the events touch.
+func (s *Store) Apply(rev int64, evs []Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.snap.Load()
+	if old == nil {
+		old = emptySnapshot()
+	}
+	for _, ev := range evs {
+		s.st.apply(ev)
+	}
+	next := s.st.publish(old, rev, &s.gen, s.now())
+	s.logInvalid()
+	s.snap.Store(next)
+	if s.listener != nil {
+		s.listener(old, next, evs)
+	}
+}
+
+// Revision is the etcd revision of the current snapshot, or 0 before the first load.
+func (s *Store) Revision() int64 {
+	if snap := s.snap.Load(); snap != nil {
+		return snap.Revision
+	}
+	return 0
+}
+
+// InvalidCount is how many keys currently hold a value that is not served.
+func (s *Store) InvalidCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.st.invalid)
+}
+
+// Invalid returns each key whose value is not served, with the reason.
+func (s *Store) Invalid() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.st.invalid))
+	for k, v := range s.st.invalid {
+		out[k] = v
+	}
+	return out
+}
+
+// logInvalid logs each key that became invalid in the last batch, once.
+func (s *Store) logInvalid() {
+	keys := s.st.newInvalid
+	s.st.newInvalid = s.st.newInvalid[:0]
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i > 0 && keys[i-1] == k {
+			continue
+		}
+		if reason, ok := s.st.invalid[k]; ok {
+			s.log.Warn("registry value skipped", zap.String("key", k), zap.String("reason", reason))
+		}
+	}
+}

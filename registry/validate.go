@@ -1,0 +1,136 @@
+package registry
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/netip"
+)
+
+// MeshRange is the range every organisation's network lies in.
+var MeshRange = netip.MustParsePrefix("fdaa::/16")
+
+// reservedRegions are words of the .internal grammar; a region with one of
+// these codes would make names such as <region>.<app>.internal ambiguous.
+var reservedRegions = map[string]bool{
+	"vms": true, "all": true, "top": true, "nearest": true, "of": true,
+	"process": true, "vm": true, "global": true, "regions": true,
+}
+
+// States a machine can be in (SPEC §3).
+const (
+	StateCreated    = "created"
+	StateStarting   = "starting"
+	StateStarted    = "started"
+	StateStopping   = "stopping"
+	StateStopped    = "stopped"
+	StateSuspending = "suspending"
+	StateSuspended  = "suspended"
+	StateReplacing  = "replacing"
+	StateDestroying = "destroying"
+	StateDestroyed  = "destroyed"
+	StateFailed     = "failed"
+)
+
+// States lists every valid machine state.
+var States = []string{
+	StateCreated, StateStarting, StateStarted, StateStopping, StateStopped,
+	StateSuspending, StateSuspended, StateReplacing, StateDestroying,
+	StateDestroyed, StateFailed,
+}
+
+// CheckLabel checks a DNS label used as an org, app, peer, process group or
+// metadata name: lowercase [a-z0-9-], 1–63 bytes, no leading or trailing '-'.
+func CheckLabel(field, s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("%s %q: must be 1 to 63 bytes long", field, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("%s %q: only lowercase letters, digits and '-' are allowed", field, s)
+		}
+	}
+	if s[0] == '-' || s[len(s)-1] == '-' {
+		return fmt.Errorf("%s %q: must not start or end with '-'", field, s)
+	}
+	return nil
+}
+
+// CheckMachineID checks a machine id: lowercase hex, 1–63 bytes.
+func CheckMachineID(s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("machine id %q: must be 1 to 63 bytes long", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("machine id %q: must be lowercase hex", s)
+		}
+	}
+	return nil
+}
+
+// CheckRegionCode checks a region code: three lowercase letters, not a word
+// of the DNS grammar.
+func CheckRegionCode(s string) error {
+	if len(s) != 3 {
+		return fmt.Errorf("region %q: must be three lowercase letters", s)
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'a' || s[i] > 'z' {
+			return fmt.Errorf("region %q: must be three lowercase letters", s)
+		}
+	}
+	if reservedRegions[s] {
+		return fmt.Errorf("region %q: reserved word of the .internal grammar", s)
+	}
+	return nil
+}
+
+// CheckState checks a machine state.
+func CheckState(s string) error {
+	for _, st := range States {
+		if s == st {
+			return nil
+		}
+	}
+	return fmt.Errorf("state %q: must be one of %v", s, States)
+}
+
+// CheckNetwork checks an org network: an IPv6 /48 inside fdaa::/16, given in
+// its canonical form (no host bits set).
+func CheckNetwork(p netip.Prefix) error {
+	if !p.IsValid() {
+		return fmt.Errorf("network: missing or not an IPv6 prefix")
+	}
+	if !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 48 {
+		return fmt.Errorf("network %q: must be an IPv6 /48", p)
+	}
+	if p.Masked() != p {
+		return fmt.Errorf("network %q: host bits set (did you mean %s?)", p, p.Masked())
+	}
+	if !MeshRange.Contains(p.Addr()) {
+		return fmt.Errorf("network %q: must lie inside %s", p, MeshRange)
+	}
+	return nil
+}
+
+// CheckAddrIn checks that a 6PN address lies inside its org's network.
+func CheckAddrIn(field string, a netip.Addr, network netip.Prefix) error {
+	if !a.IsValid() || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		return fmt.Errorf("%s %q: must be an IPv6 address", field, a)
+	}
+	if network.IsValid() && !network.Contains(a) {
+		return fmt.Errorf("%s %s: outside the org's network %s", field, a, network)
+	}
+	return nil
+}
+
+// CheckWireGuardKey checks a WireGuard key: 32 bytes in standard base64.
+func CheckWireGuardKey(field, s string) error {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return fmt.Errorf("%s %q: must be a WireGuard key (32 bytes, base64)", field, s)
+	}
+	return nil
+}
