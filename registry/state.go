@@ -34,6 +34,9 @@ type state struct {
 	globalDirty bool
 	// newInvalid collects keys that became invalid during this batch, for logging.
 	newInvalid []string
+	// serialFloor is the snapshot a full load replaces: serials keep growing
+	// across the reload.
+	serialFloor *Snapshot
 }
 
 type orgState struct {
@@ -274,6 +277,11 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		}
 		o.apps, o.appNames, o.peers, o.peerNames, o.owners = prev.apps, prev.appNames, prev.peers, prev.peerNames, prev.owners
 	} else {
+		if st.serialFloor != nil {
+			if was := st.serialFloor.Org(name); was != nil && was.Serial >= o.Serial {
+				o.Serial = was.Serial + 1
+			}
+		}
 		o.apps = newShardedMap[string, *App](hashString)
 		o.owners = newShardedMap[netip.Addr, Owner](hashAddr)
 		o.peers = map[string]*Peer{}

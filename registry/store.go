@@ -58,18 +58,42 @@ func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
 // whatever the store held. Readers keep the old snapshot until the new one
 // is complete.
 func (s *Store) Replace(rev int64, kvs []Event) {
+	l := s.BeginLoad()
+	for _, kv := range kvs {
+		l.Add(kv)
+	}
+	l.Commit(rev)
+}
+
+// Load is a full load in progress: entries are added page by page (so the
+// raw pages need not all be held at once) and the new snapshot replaces the
+// current one at Commit. Until then readers see the old snapshot.
+type Load struct {
+	s  *Store
+	st *state
+}
+
+// BeginLoad starts a full load. Only one feeder may use the store at a time.
+func (s *Store) BeginLoad() *Load { return &Load{s: s, st: newState(s.st.prefix)} }
+
+// Add records one key of the load.
+func (l *Load) Add(ev Event) { l.st.apply(ev) }
+
+// Commit publishes the loaded registry as the snapshot at revision rev.
+func (l *Load) Commit(rev int64) {
+	s := l.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := newState(s.st.prefix)
-	for _, kv := range kvs {
-		st.apply(kv)
-	}
+	st := l.st
 	// Mark every org so the new snapshot is built from nothing.
+	clear(st.dirty)
 	for name := range st.orgs {
 		st.markOrg(name).all = true
 	}
 	st.globalDirty = true
+	st.serialFloor = s.snap.Load()
 	next := st.publish(emptySnapshot(), rev, &s.gen, s.now())
+	st.serialFloor = nil
 	s.st = st
 	s.logInvalid()
 	old := s.snap.Swap(next)
