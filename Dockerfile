@@ -1,0 +1,16 @@
+# Small image holding meshdns and meshctl as static binaries.
+#   docker build -t meshdns .
+#   docker run --rm -p 53:53/udp -p 53:53/tcp meshdns --listen [::]:53 --etcd-endpoints http://etcd:2379
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN OUT=/out scripts/build.sh
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/meshdns /out/meshctl /usr/local/bin/
+# The embedded etcd (no --etcd-endpoints) keeps its data here.
+WORKDIR /var/lib/meshdns
+ENTRYPOINT ["/usr/local/bin/meshdns"]
+CMD ["--listen", "[::]:53", "--data-dir", "/var/lib/meshdns"]
