@@ -1,0 +1,67 @@
+package dnsserver
+
+import (
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// FuzzHandlePacket feeds raw bytes to the query path: it must never panic,
+// every reply must unpack, keep the request's id, and fit the transport
+// (512 bytes over UDP without EDNS, the client's EDNS size up to ours, 64 KiB
+// over TCP).
+func FuzzHandlePacket(f *testing.F) {
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+		edns  uint16
+	}{
+		{"web.internal.", dns.TypeAAAA, 0},
+		{"big.internal.", dns.TypeAAAA, 1232},
+		{"vms.big.internal.", dns.TypeTXT, 0},
+		{"_instances.internal.", dns.TypeTXT, 4096},
+		{"top3.nearest.of.web.internal.", dns.TypeAAAA, 0},
+		{"x.vm.web.internal.", dns.TypeANY, 0},
+		{"example.com.", dns.TypeA, 0},
+	} {
+		m := query(q.name, q.qtype)
+		if q.edns != 0 {
+			m.SetEdns0(q.edns, false)
+		}
+		raw, _ := m.Pack()
+		f.Add(raw, false)
+		f.Add(raw, true)
+	}
+	s := newTestServer(f, testRegistry(300), "")
+	f.Fuzz(func(t *testing.T, raw []byte, tcp bool) {
+		tr := UDP
+		if tcp {
+			tr = TCP
+		}
+		out := s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: tr})
+		if out == nil {
+			return
+		}
+		var r dns.Msg
+		if err := r.Unpack(out); err != nil {
+			t.Fatalf("reply does not unpack: %v", err)
+		}
+		if len(raw) >= 2 && r.Id != uint16(raw[0])<<8|uint16(raw[1]) {
+			t.Fatalf("id %d not echoed", r.Id)
+		}
+		limit := 65535
+		if tr == UDP {
+			limit = 512
+			var req dns.Msg
+			if req.Unpack(raw) == nil {
+				if opt := req.IsEdns0(); opt != nil {
+					limit = int(min(max(opt.UDPSize(), 512), DefaultUDPSize))
+				}
+			}
+			// A request we could not parse gets a bare header.
+		}
+		if len(out) > limit {
+			t.Fatalf("reply of %d bytes over %s exceeds %d", len(out), tr, limit)
+		}
+	})
+}

@@ -1,0 +1,149 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/zones"
+)
+
+// Transport says how a query arrived; it decides the reply size limit.
+type Transport uint8
+
+const (
+	UDP Transport = iota
+	TCP
+)
+
+func (t Transport) String() string {
+	if t == TCP {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// maxTCPSize is the most a DNS message can carry over TCP.
+const maxTCPSize = dns.MaxMsgSize
+
+// Query is one packet to answer: its bytes and where it came from and went.
+type Query struct {
+	Raw       []byte
+	Src       netip.Addr
+	Dst       netip.Addr // the address it was sent to, when known
+	Transport Transport
+}
+
+// HandlePacket answers one raw DNS message. It returns nil when the packet
+// deserves no reply at all: too short to hold a header, or itself a
+// response (answering those would let anyone bounce traffic off us).
+// The reply never exceeds what the transport and the client allow.
+func (s *Server) HandlePacket(q Query) []byte {
+	raw := q.Raw
+	if len(raw) < 12 {
+		return nil
+	}
+	flags := binary.BigEndian.Uint16(raw[2:4])
+	if flags&(1<<15) != 0 { // QR: a response, not a query
+		return nil
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(raw); err != nil {
+		return headerOnlyReply(raw, dns.RcodeFormatError)
+	}
+	resp := s.reply(req, q)
+	out, err := resp.Pack()
+	if err != nil {
+		s.log.Error("cannot pack a reply; answering SERVFAIL", errField(err))
+		return headerOnlyReply(raw, dns.RcodeServerFailure)
+	}
+	return out
+}
+
+// headerOnlyReply answers a message we could not parse with just a header:
+// same id and opcode, QR set, RD copied, no sections. It is never larger
+// than the request's header.
+func headerOnlyReply(raw []byte, rcode int) []byte {
+	out := make([]byte, 12)
+	copy(out[0:2], raw[0:2])
+	in := binary.BigEndian.Uint16(raw[2:4])
+	const opcodeMask, rdBit = 0x7800, 0x0100
+	f := uint16(1<<15) | in&opcodeMask | in&rdBit | uint16(rcode&0xF)
+	binary.BigEndian.PutUint16(out[2:4], f)
+	return out
+}
+
+// reply builds the answer to a parsed query.
+func (s *Server) reply(req *dns.Msg, q Query) *dns.Msg {
+	m := new(dns.Msg)
+	m.Id = req.Id
+	m.Response = true
+	m.Opcode = req.Opcode
+	m.RecursionDesired = req.RecursionDesired
+	m.CheckingDisabled = req.CheckingDisabled
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	m.Question = req.Question
+	opt, size, ok := s.edns(req, q.Transport)
+	if !ok {
+		// EDNS version we do not speak: BADVERS with our OPT, no answer.
+		m.Rcode = dns.RcodeBadVers
+		m.Extra = []dns.RR{opt}
+		return m
+	}
+	qn := req.Question[0]
+	switch {
+	case len(req.Answer) > 0 || len(req.Ns) > 0:
+		m.Rcode = dns.RcodeFormatError
+	case qn.Qclass != dns.ClassINET:
+		m.Rcode = dns.RcodeNotImplemented
+	case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
+		m.Rcode = dns.RcodeRefused
+	default:
+		s.answer(m, qn, q)
+	}
+	if opt != nil {
+		m.Extra = append(m.Extra, opt)
+	}
+	m.Truncate(size)
+	if q.Transport == TCP {
+		// Over TCP an answer that does not fit is cut to the nearest
+		// machines that do; there is nowhere better to retry.
+		m.Truncated = false
+	}
+	return m
+}
+
+// answer fills in the answer to one IN-class question.
+func (s *Server) answer(m *dns.Msg, qn dns.Question, q Query) {
+	cfg := s.cfg.Load()
+	if !zones.InZone(qn.Name) {
+		// Forwarding to upstream resolvers comes later; until then we are
+		// authoritative only, and say so.
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	snap := s.store.Snapshot()
+	if snap == nil {
+		// Never NXDOMAIN from an empty index: we do not know yet.
+		m.Rcode = dns.RcodeServerFailure
+		return
+	}
+	asker, ok := identify(snap, q.Src, cfg.DefaultOrg)
+	if !ok {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	res := zones.Answer(snap, asker, qn, cfg.Zones)
+	m.Authoritative = res.InZone
+	m.Rcode = res.Rcode
+	m.Answer = res.Answer
+	m.Ns = res.Ns
+}

@@ -1,0 +1,206 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+
+	"github.com/meshdns/meshdns/registry"
+	"github.com/meshdns/meshdns/zones"
+)
+
+// Config is what the server needs to answer. Settings that may change at
+// run time live here and are swapped as a whole.
+type Config struct {
+	// Listen are the addresses to serve on, UDP and TCP each.
+	Listen []string
+	// DefaultOrg is the org of askers whose source lies in no org's network.
+	DefaultOrg string
+	// Zones holds TTLs and the server's region.
+	Zones zones.Config
+	// UDPSize is the EDNS(0) UDP payload size we advertise and send up to.
+	UDPSize uint16
+	// UDPWorkers is how many goroutines read each UDP socket: it bounds the
+	// queries in flight instead of a goroutine per packet.
+	UDPWorkers int
+	// TCPIdleTimeout closes idle TCP connections; TCPMaxQueries caps the
+	// queries one connection may send.
+	TCPIdleTimeout time.Duration
+	TCPMaxQueries  int
+	Log            *zap.Logger
+}
+
+// DefaultUDPSize is the EDNS buffer size recommended by DNS Flag Day 2020.
+const DefaultUDPSize = 1232
+
+// Server answers DNS queries from a registry Store.
+type Server struct {
+	store *registry.Store
+	log   *zap.Logger
+	cfg   atomic.Pointer[Config]
+
+	mu      sync.Mutex
+	udp     []*net.UDPConn
+	tcp     []*dns.Server
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	addrs   []net.Addr
+}
+
+// New returns a server; Start binds its listeners.
+func New(cfg Config, store *registry.Store) *Server {
+	if cfg.UDPSize == 0 {
+		cfg.UDPSize = DefaultUDPSize
+	}
+	if cfg.UDPWorkers <= 0 {
+		cfg.UDPWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.TCPIdleTimeout <= 0 {
+		cfg.TCPIdleTimeout = 10 * time.Second
+	}
+	if cfg.TCPMaxQueries == 0 {
+		cfg.TCPMaxQueries = 1000
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	s := &Server{store: store, log: cfg.Log}
+	s.cfg.Store(&cfg)
+	return s
+}
+
+// Start binds UDP and TCP on every listen address and serves in the
+// background. If any address cannot be bound, nothing is left listening.
+func (s *Server) Start() error {
+	cfg := s.cfg.Load()
+	if len(cfg.Listen) == 0 {
+		return errors.New("no --listen address given")
+	}
+	for _, addr := range cfg.Listen {
+		if err := s.listen(addr, cfg); err != nil {
+			s.Shutdown(context.Background())
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) listen(addr string, cfg *Config) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: want ip:port, e.g. 127.0.0.1:1053 or [::]:53 (%v)", addr, err)
+	}
+	uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return fmt.Errorf("listen on udp %s: %w", addr, err)
+	}
+	tl, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(uc.LocalAddr().(*net.UDPAddr).Port))))
+	if err != nil {
+		uc.Close()
+		return fmt.Errorf("listen on tcp %s: %w", addr, err)
+	}
+	ts := &dns.Server{
+		Listener:      tl,
+		Handler:       dns.HandlerFunc(s.serveTCP),
+		IdleTimeout:   func() time.Duration { return cfg.TCPIdleTimeout },
+		ReadTimeout:   cfg.TCPIdleTimeout,
+		WriteTimeout:  5 * time.Second,
+		MaxTCPQueries: cfg.TCPMaxQueries,
+	}
+	s.mu.Lock()
+	s.udp = append(s.udp, uc)
+	s.tcp = append(s.tcp, ts)
+	s.addrs = append(s.addrs, uc.LocalAddr())
+	s.mu.Unlock()
+	for range cfg.UDPWorkers {
+		s.wg.Add(1)
+		go s.serveUDP(uc)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := ts.ActivateAndServe(); err != nil && !s.closing.Load() {
+			s.log.Error("tcp listener stopped", zap.String("addr", addr), zap.Error(err))
+		}
+	}()
+	s.log.Info("listening", zap.String("addr", uc.LocalAddr().String()))
+	return nil
+}
+
+// Addrs are the bound UDP addresses (TCP uses the same ports), useful when
+// a listen address asked for port 0.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// serveUDP is one worker reading one socket: read, answer, write, repeat.
+func (s *Server) serveUDP(c *net.UDPConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 65535)
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read failed", zap.Error(err))
+			continue
+		}
+		out := s.HandlePacket(Query{Raw: buf[:n], Src: from.Addr(), Dst: local, Transport: UDP})
+		if out == nil {
+			continue
+		}
+		if _, err := c.WriteToUDPAddrPort(out, from); err != nil && !s.closing.Load() {
+			s.log.Debug("udp write failed", zap.Stringer("to", from), zap.Error(err))
+		}
+	}
+}
+
+// serveTCP answers one query of a TCP connection (miekg/dns frames them).
+func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
+	var src, dst netip.Addr
+	if a, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		src = a.AddrPort().Addr()
+	}
+	if a, ok := w.LocalAddr().(*net.TCPAddr); ok {
+		dst = a.AddrPort().Addr()
+	}
+	resp := s.reply(req, Query{Src: src, Dst: dst, Transport: TCP})
+	if err := w.WriteMsg(resp); err != nil {
+		s.log.Debug("tcp write failed", zap.Error(err))
+	}
+}
+
+// Shutdown stops every listener and waits for the workers to finish.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, c := range s.udp {
+		c.Close()
+	}
+	for _, t := range s.tcp {
+		_ = t.ShutdownContext(ctx)
+	}
+	s.udp, s.tcp = nil, nil
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func errField(err error) zap.Field { return zap.Error(err) }
