@@ -1,10 +1,13 @@
 package dnsserver
 
 import (
+	"context"
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 
 	"github.com/meshdns/meshdns/zones"
 )
@@ -48,17 +51,30 @@ func (s *Server) HandlePacket(q Query) []byte {
 	if flags&(1<<15) != 0 { // QR: a response, not a query
 		return nil
 	}
+	start := time.Now()
 	req := new(dns.Msg)
 	if err := req.Unpack(raw); err != nil {
-		return headerOnlyReply(raw, dns.RcodeFormatError)
+		out := headerOnlyReply(raw, dns.RcodeFormatError)
+		s.observe(QueryInfo{Rcode: dns.RcodeFormatError, Transport: q.Transport, Src: q.Src, Size: len(out)}, start)
+		return out
 	}
-	resp := s.reply(req, q)
+	resp, info := s.reply(req, q)
 	out, err := resp.Pack()
 	if err != nil {
-		s.log.Error("cannot pack a reply; answering SERVFAIL", errField(err))
-		return headerOnlyReply(raw, dns.RcodeServerFailure)
+		s.log.Error("cannot pack a reply; answering SERVFAIL", zap.Error(err))
+		out = headerOnlyReply(raw, dns.RcodeServerFailure)
+		info.Rcode = dns.RcodeServerFailure
 	}
+	info.Size = len(out)
+	s.observe(info, start)
 	return out
+}
+
+func (s *Server) observe(info QueryInfo, start time.Time) {
+	if obs := s.cfg.Load().Observer; obs != nil {
+		info.Duration = time.Since(start)
+		obs.ObserveQuery(info)
+	}
 }
 
 // headerOnlyReply answers a message we could not parse with just a header:
@@ -75,7 +91,17 @@ func headerOnlyReply(raw []byte, rcode int) []byte {
 }
 
 // reply builds the answer to a parsed query.
-func (s *Server) reply(req *dns.Msg, q Query) *dns.Msg {
+func (s *Server) reply(req *dns.Msg, q Query) (*dns.Msg, QueryInfo) {
+	info := QueryInfo{Transport: q.Transport, Src: q.Src}
+	if len(req.Question) > 0 {
+		info.Name, info.Qtype = req.Question[0].Name, req.Question[0].Qtype
+	}
+	m := s.build(req, q, &info)
+	info.Rcode, info.Truncated = m.Rcode, m.Truncated
+	return m, info
+}
+
+func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	m := new(dns.Msg)
 	m.Id = req.Id
 	m.Response = true
@@ -107,7 +133,7 @@ func (s *Server) reply(req *dns.Msg, q Query) *dns.Msg {
 	case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
 		m.Rcode = dns.RcodeRefused
 	default:
-		s.answer(m, qn, q)
+		s.answer(m, req, q, info)
 	}
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
@@ -122,23 +148,26 @@ func (s *Server) reply(req *dns.Msg, q Query) *dns.Msg {
 }
 
 // answer fills in the answer to one IN-class question.
-func (s *Server) answer(m *dns.Msg, qn dns.Question, q Query) {
+func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo) {
 	cfg := s.cfg.Load()
-	if !zones.InZone(qn.Name) {
-		// Forwarding to upstream resolvers comes later; until then we are
-		// authoritative only, and say so.
-		m.Rcode = dns.RcodeRefused
-		return
-	}
+	qn := req.Question[0]
 	snap := s.store.Snapshot()
 	if snap == nil {
-		// Never NXDOMAIN from an empty index: we do not know yet.
+		// Never NXDOMAIN from an empty index, and no org to check a
+		// forwarding asker against: we do not know yet.
 		m.Rcode = dns.RcodeServerFailure
 		return
 	}
 	asker, ok := identify(snap, q.Src, cfg.DefaultOrg)
 	if !ok {
+		// Nothing for askers outside every org: no .internal data, and
+		// no open resolver.
 		m.Rcode = dns.RcodeRefused
+		return
+	}
+	info.Org = asker.Org.Name
+	if !zones.InZone(qn.Name) {
+		s.forward(m, req, cfg, info)
 		return
 	}
 	res := zones.Answer(snap, asker, qn, cfg.Zones)
@@ -146,4 +175,35 @@ func (s *Server) answer(m *dns.Msg, qn dns.Question, q Query) {
 	m.Rcode = res.Rcode
 	m.Answer = res.Answer
 	m.Ns = res.Ns
+}
+
+// forward answers a name outside our zones from the upstream resolvers, or
+// REFUSED when there are none.
+func (s *Server) forward(m *dns.Msg, req *dns.Msg, cfg *Config, info *QueryInfo) {
+	if cfg.Forwarder == nil {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	info.Forwarded = true
+	m.RecursionAvailable = true
+	up := new(dns.Msg)
+	up.Id = req.Id
+	up.RecursionDesired = true
+	up.CheckingDisabled = req.CheckingDisabled
+	up.Question = req.Question
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ForwardTimeout)
+	defer cancel()
+	r, err := cfg.Forwarder.Forward(ctx, up)
+	if err != nil || r == nil {
+		m.Rcode = dns.RcodeServerFailure
+		return
+	}
+	m.Rcode = r.Rcode
+	m.AuthenticatedData = r.AuthenticatedData
+	m.Answer, m.Ns = r.Answer, r.Ns
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			m.Extra = append(m.Extra, rr)
+		}
+	}
 }

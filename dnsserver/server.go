@@ -36,7 +36,13 @@ type Config struct {
 	// queries one connection may send.
 	TCPIdleTimeout time.Duration
 	TCPMaxQueries  int
-	Log            *zap.Logger
+	// Forwarder resolves names outside our zones; nil answers them REFUSED.
+	Forwarder Forwarder
+	// ForwardTimeout bounds one forwarded query, all upstreams together.
+	ForwardTimeout time.Duration
+	// Observer, if set, is told about every query.
+	Observer Observer
+	Log      *zap.Logger
 }
 
 // DefaultUDPSize is the EDNS buffer size recommended by DNS Flag Day 2020.
@@ -69,6 +75,9 @@ func New(cfg Config, store *registry.Store) *Server {
 	}
 	if cfg.TCPMaxQueries == 0 {
 		cfg.TCPMaxQueries = 1000
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = 2 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -177,10 +186,13 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	if a, ok := w.LocalAddr().(*net.TCPAddr); ok {
 		dst = a.AddrPort().Addr()
 	}
-	resp := s.reply(req, Query{Src: src, Dst: dst, Transport: TCP})
+	start := time.Now()
+	resp, info := s.reply(req, Query{Src: src, Dst: dst, Transport: TCP})
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("tcp write failed", zap.Error(err))
 	}
+	info.Size = resp.Len()
+	s.observe(info, start)
 }
 
 // Shutdown stops every listener and waits for the workers to finish.
@@ -203,4 +215,25 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-func errField(err error) zap.Field { return zap.Error(err) }
+// Reconfigure swaps the run-time settings (TTLs, forwarding, limits, ...).
+// Listen addresses and worker counts keep the values given at Start.
+func (s *Server) Reconfigure(cfg Config) {
+	old := s.cfg.Load()
+	cfg.Listen, cfg.UDPWorkers = old.Listen, old.UDPWorkers
+	if cfg.UDPSize == 0 {
+		cfg.UDPSize = old.UDPSize
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = old.ForwardTimeout
+	}
+	if cfg.TCPIdleTimeout <= 0 {
+		cfg.TCPIdleTimeout = old.TCPIdleTimeout
+	}
+	if cfg.TCPMaxQueries == 0 {
+		cfg.TCPMaxQueries = old.TCPMaxQueries
+	}
+	if cfg.Log == nil {
+		cfg.Log = old.Log
+	}
+	s.cfg.Store(&cfg)
+}

@@ -1,0 +1,39 @@
+package dnsserver
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Forwarder resolves names outside the .internal and .flycast zones for
+// askers that belong to an org. It returns the upstream's reply for req
+// (with req's id), or an error when every upstream failed; the server then
+// answers SERVFAIL.
+type Forwarder interface {
+	Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
+}
+
+// QueryInfo describes one answered query, for metrics and query logs.
+type QueryInfo struct {
+	Name      string // the question name as asked
+	Qtype     uint16
+	Rcode     int
+	Transport Transport
+	Src       netip.Addr
+	Org       string // the asker's org, "" if none
+	Duration  time.Duration
+	// Forwarded is set when the answer came from an upstream resolver.
+	Forwarded bool
+	// Size is the reply's length in bytes; Truncated is its TC bit.
+	Size      int
+	Truncated bool
+}
+
+// Observer is told about every query the server answers. It is called on
+// the query path and must be quick and safe for concurrent use.
+type Observer interface {
+	ObserveQuery(QueryInfo)
+}
