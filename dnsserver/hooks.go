@@ -27,6 +27,8 @@ type QueryInfo struct {
 	Duration  time.Duration
 	// Forwarded is set when the answer came from an upstream resolver.
 	Forwarded bool
+	// Cached is set when the reply came from the server's answer cache.
+	Cached bool
 	// Size is the reply's length in bytes; Truncated is its TC bit.
 	Size      int
 	Truncated bool
