@@ -158,6 +158,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
 	buf := make([]byte, 65535)
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	w := s.newWorker()
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -167,7 +168,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			s.log.Warn("udp read failed", zap.Error(err))
 			continue
 		}
-		out := s.HandlePacket(Query{Raw: buf[:n], Src: from.Addr(), Dst: local, Transport: UDP})
+		out := w.handle(buf[:n], from.Addr(), local)
 		if out == nil {
 			continue
 		}

@@ -1,0 +1,152 @@
+package dnsserver
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/registry"
+)
+
+// worker answers UDP queries for one reading goroutine. It owns its answer
+// cache and scratch buffers, so the cached path allocates nothing and
+// shares nothing with other workers.
+type worker struct {
+	s     *Server
+	cache *answerCache
+	lower [255]byte
+	key   []byte
+	out   []byte
+	tmp   []byte
+}
+
+func (s *Server) newWorker() *worker {
+	return &worker{s: s, cache: newAnswerCache(), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
+}
+
+const (
+	flagQR     = 1 << 15
+	flagOpcode = 0xF << 11
+	flagRD     = 1 << 8
+	flagCD     = 1 << 4
+)
+
+var (
+	zoneInternal = []byte("internal")
+	zoneFlycast  = []byte("flycast")
+	whoamiName   = []byte("\x07_whoami\x08internal\x00")
+)
+
+// handle answers one UDP query, from the cache when it can. It returns nil
+// when no reply is due. The returned slice is reused by the next call.
+func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
+	s := w.s
+	wq, ok := parseQuery(raw, &w.lower)
+	if !ok || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
+		(wq.hasOPT && wq.version != 0) || wq.qtype == dns.TypeAXFR || wq.qtype == dns.TypeIXFR {
+		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+	}
+	name := w.lower[:wq.nameLen]
+	zone := name[wq.zoneStart:wq.zoneEnd]
+	if wq.appStart == wq.appEnd && wq.zoneStart == wq.zoneEnd ||
+		!bytes.Equal(zone, zoneInternal) && !bytes.Equal(zone, zoneFlycast) || bytes.Equal(name, whoamiName) {
+		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+	}
+	snap := s.store.Snapshot()
+	cfg := s.cfg.Load()
+	if snap == nil {
+		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+	}
+	asker, ok := identify(snap, src, cfg.DefaultOrg)
+	if !ok {
+		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+	}
+	var start time.Time
+	if cfg.Observer != nil {
+		start = time.Now() // costly on some VMs: only when someone listens
+	}
+	region := asker.Owner.Region()
+	if region == "" {
+		region = cfg.Zones.ServerRegion
+	}
+	size := dns.MinMsgSize
+	if wq.hasOPT {
+		size = int(min(max(wq.udpSize, dns.MinMsgSize), cfg.UDPSize))
+	}
+	appLabel := name[wq.appStart:wq.appEnd]
+	w.key = cacheKey(w.key, asker.Org, name, &wq, size, asker.Addr, region)
+	e := w.cache.entries[string(w.key)]
+	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
+	if !hit {
+		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org); e == nil {
+			if len(w.out) == 0 {
+				return nil
+			}
+			return w.out
+		}
+	}
+	out := append(w.out[:0], e.packed...)
+	binary.BigEndian.PutUint16(out[0:2], wq.id)
+	f := binary.BigEndian.Uint16(out[2:4])&^(flagRD|flagCD) | wq.flags&(flagRD|flagCD)
+	binary.BigEndian.PutUint16(out[2:4], f)
+	copy(out[12:wq.qEnd], raw[12:wq.qEnd])
+	w.out = out
+	if obs := cfg.Observer; obs != nil && hit {
+		info := e.info
+		info.Cached = true
+		info.Src = src
+		info.Duration = time.Since(start)
+		obs.ObserveQuery(info)
+	}
+	return out
+}
+
+// fill answers a cache miss through the general path, from a copy of the
+// query with its name lowercased, and caches the reply when it may be.
+// When it may not, the reply is left in w.out and fill returns nil.
+func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org) *cacheEntry {
+	s := w.s
+	w.tmp = append(w.tmp[:0], raw...)
+	copy(w.tmp[12:wq.qEnd], w.lower[:wq.nameLen])
+	start := time.Now()
+	req := new(dns.Msg)
+	if err := req.Unpack(w.tmp); err != nil {
+		w.out = append(w.out[:0], s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		return nil
+	}
+	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: UDP})
+	packed, err := m.Pack()
+	if err != nil {
+		w.out = append(w.out[:0], s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		return nil
+	}
+	info.Size = len(packed)
+	name := w.lower[:wq.nameLen]
+	if !cacheable(m) {
+		out := append(w.out[:0], packed...)
+		copy(out[12:wq.qEnd], raw[12:wq.qEnd])
+		w.out = out
+		s.observe(info, start)
+		return nil
+	}
+	e := &cacheEntry{packed: packed, cfg: cfg, info: info, orgGen: org.Gen}
+	e.ordered = wq.qtype == dns.TypeAAAA
+	if e.ordered {
+		e.regions = regionsID(snap)
+	}
+	// Positive answers under an app depend on that app alone; everything
+	// that carries the SOA or speaks for the whole org on the org.
+	appLabel := name[wq.appStart:wq.appEnd]
+	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' {
+		e.app = org.App(string(appLabel))
+	}
+	if len(w.cache.entries) >= maxCacheEntries {
+		clear(w.cache.entries)
+	}
+	w.cache.entries[string(w.key)] = e
+	s.observe(info, start)
+	return e
+}
