@@ -108,14 +108,49 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("listen address %q: want ip:port, e.g. 127.0.0.1:1053 or [::]:53 (%v)", addr, err)
 	}
-	uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return fmt.Errorf("listen on udp %s: %w", addr, err)
+	wildcard := ap.Addr().IsUnspecified()
+	v6 := ap.Addr().Is6() && !ap.Addr().Is4In6()
+	lc := net.ListenConfig{Control: controlSocket(wildcard, v6)}
+	network := "udp4"
+	if v6 {
+		network = "udp6"
+		if wildcard {
+			network = "udp" // [::] also takes IPv4, as users of :53 expect
+		}
 	}
-	tl, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(uc.LocalAddr().(*net.UDPAddr).Port))))
+	// One socket per core, all on one port: the kernel spreads queries
+	// over them and each has its own readers.
+	sockets := runtime.GOMAXPROCS(0)
+	perSocket := max(1, cfg.UDPWorkers/sockets)
+	var conns []*net.UDPConn
+	bind := ap
+	for i := range sockets {
+		pc, err := lc.ListenPacket(context.Background(), network, bind.String())
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return fmt.Errorf("listen on udp %s: %w", addr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		if i == 0 {
+			bind = netip.AddrPortFrom(ap.Addr(), uc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		}
+		conns = append(conns, uc)
+	}
+	tnet := "tcp4"
+	if v6 {
+		tnet = "tcp6"
+		if wildcard {
+			tnet = "tcp"
+		}
+	}
+	tl, err := lc.Listen(context.Background(), tnet, bind.String())
 	if err != nil {
-		uc.Close()
-		return fmt.Errorf("listen on tcp %s: %w", addr, err)
+		for _, c := range conns {
+			c.Close()
+		}
+		return fmt.Errorf("listen on tcp %s: %w", bind, err)
 	}
 	ts := &dns.Server{
 		Listener:      tl,
@@ -126,13 +161,15 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		MaxTCPQueries: cfg.TCPMaxQueries,
 	}
 	s.mu.Lock()
-	s.udp = append(s.udp, uc)
+	s.udp = append(s.udp, conns...)
 	s.tcp = append(s.tcp, ts)
-	s.addrs = append(s.addrs, uc.LocalAddr())
+	s.addrs = append(s.addrs, conns[0].LocalAddr())
 	s.mu.Unlock()
-	for range cfg.UDPWorkers {
-		s.wg.Add(1)
-		go s.serveUDP(uc)
+	for _, uc := range conns {
+		for range perSocket {
+			s.wg.Add(1)
+			go s.serveUDP(uc, wildcard)
+		}
 	}
 	s.wg.Add(1)
 	go func() {
@@ -141,7 +178,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 			s.log.Error("tcp listener stopped", zap.String("addr", addr), zap.Error(err))
 		}
 	}()
-	s.log.Info("listening", zap.String("addr", uc.LocalAddr().String()))
+	s.log.Info("listening", zap.Stringer("addr", bind), zap.Int("udp_sockets", sockets))
 	return nil
 }
 
@@ -154,13 +191,17 @@ func (s *Server) Addrs() []net.Addr {
 }
 
 // serveUDP is one worker reading one socket: read, answer, write, repeat.
-func (s *Server) serveUDP(c *net.UDPConn) {
+// On a wildcard socket each packet's destination comes with it, and the
+// reply leaves from that address.
+func (s *Server) serveUDP(c *net.UDPConn, wildcard bool) {
 	defer s.wg.Done()
 	buf := make([]byte, 65535)
-	local := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	oob := make([]byte, oobSize)
+	replyOOB := make([]byte, 0, oobSize)
+	dst := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
 	w := s.newWorker()
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -168,11 +209,18 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			s.log.Warn("udp read failed", zap.Error(err))
 			continue
 		}
-		out := w.handle(buf[:n], from.Addr(), local)
+		if wildcard {
+			dst = parseDst(oob[:oobn])
+		}
+		out := w.handle(buf[:n], from.Addr(), dst)
 		if out == nil {
 			continue
 		}
-		if _, err := c.WriteToUDPAddrPort(out, from); err != nil && !s.closing.Load() {
+		var ctl []byte
+		if wildcard {
+			ctl = srcControl(replyOOB, dst)
+		}
+		if _, _, err := c.WriteMsgUDPAddrPort(out, ctl, from); err != nil && !s.closing.Load() {
 			s.log.Debug("udp write failed", zap.Stringer("to", from), zap.Error(err))
 		}
 	}

@@ -1,0 +1,56 @@
+package dnsserver
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestWildcardListenRepliesFromQueriedAddress binds [::]:0 and queries it at
+// several loopback addresses with connected sockets, which drop a reply that
+// comes from any address but the one queried.
+func TestWildcardListenRepliesFromQueriedAddress(t *testing.T) {
+	s := newTestServer(t, testRegistry(0), "acme")
+	cfg := *s.cfg.Load()
+	cfg.Listen = []string{"[::]:0"}
+	s.cfg.Store(&cfg)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	port := s.Addrs()[0].(*net.UDPAddr).Port
+	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
+		for _, nw := range []string{"udp", "tcp"} {
+			c := &dns.Client{Net: nw, Timeout: 2 * time.Second}
+			r, _, err := c.Exchange(query("web.internal.", dns.TypeAAAA), net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				t.Fatalf("%s %s: %v", nw, host, err)
+			}
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 2 {
+				t.Fatalf("%s %s: %v", nw, host, r)
+			}
+		}
+	}
+}
+
+// TestReusePortSockets checks that a specific address gets one socket per
+// core on one port, all answering.
+func TestReusePortSockets(t *testing.T) {
+	s := newTestServer(t, testRegistry(0), "acme")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	addr := s.Addrs()[0].String()
+	for i := range 50 {
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(query("web.internal.", dns.TypeAAAA), addr)
+		if err != nil || len(r.Answer) != 2 {
+			t.Fatalf("query %d: %v %v", i, r, err)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sockets bound to a wildcard address ([::]:53) answer on every address of
+// the host: fdaa::3 and each org's <network>::3. To know which address a
+// query was sent to — it decides whether an asker of another org is refused
+// — and to send the reply from that same address, such sockets ask the
+// kernel for each packet's destination (IP_PKTINFO / IPV6_PKTINFO) and set
+// the source of each reply with the same control message.
+
+// oobSize fits one IPv6 or IPv4 packet-info control message.
+const oobSize = 64
+
+// controlSocket sets SO_REUSEPORT, so several sockets (one per worker) can
+// share a port and the kernel spreads queries over them, and, for wildcard
+// addresses, asks for packet info.
+func controlSocket(wildcard, v6 bool) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
+			}
+			if !wildcard || network[:3] != "udp" {
+				return
+			}
+			if v6 {
+				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); serr != nil {
+					return
+				}
+			}
+			// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// parseDst finds the packet's destination address in its control messages.
+func parseDst(oob []byte) netip.Addr {
+	for len(oob) >= unix.SizeofCmsghdr {
+		l := int(binary.NativeEndian.Uint64(oob[0:8]))
+		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
+		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return netip.Addr{}
+		}
+		data := oob[unix.SizeofCmsghdr:l]
+		switch {
+		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= 16:
+			return netip.AddrFrom16([16]byte(data[0:16]))
+		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= 12:
+			// struct in_pktinfo: ifindex, spec_dst, addr (the header's destination).
+			return netip.AddrFrom4([4]byte(data[8:12]))
+		}
+		next := (l + 7) &^ 7
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return netip.Addr{}
+}
+
+// srcControl writes into buf a control message that makes the reply leave
+// from address src; it returns nil when src is unknown.
+func srcControl(buf []byte, src netip.Addr) []byte {
+	if !src.IsValid() {
+		return nil
+	}
+	buf = buf[:0]
+	if src.Is4() || src.Is4In6() {
+		a := src.Unmap().As4()
+		const n = unix.SizeofCmsghdr + unix.SizeofInet4Pktinfo
+		buf = binary.NativeEndian.AppendUint64(buf, uint64(n))
+		buf = binary.NativeEndian.AppendUint32(buf, unix.IPPROTO_IP)
+		buf = binary.NativeEndian.AppendUint32(buf, unix.IP_PKTINFO)
+		buf = append(buf, 0, 0, 0, 0) // ifindex: any
+		buf = append(buf, a[:]...)    // spec_dst: the source to use
+		buf = append(buf, 0, 0, 0, 0) // addr: ignored on send
+		for len(buf)%8 != 0 {
+			buf = append(buf, 0)
+		}
+		return buf
+	}
+	a := src.As16()
+	const n = unix.SizeofCmsghdr + unix.SizeofInet6Pktinfo
+	buf = binary.NativeEndian.AppendUint64(buf, uint64(n))
+	buf = binary.NativeEndian.AppendUint32(buf, unix.IPPROTO_IPV6)
+	buf = binary.NativeEndian.AppendUint32(buf, unix.IPV6_PKTINFO)
+	buf = append(buf, a[:]...)
+	buf = append(buf, 0, 0, 0, 0) // ifindex: any
+	for len(buf)%8 != 0 {
+		buf = append(buf, 0)
+	}
+	return buf
+}
