@@ -60,7 +60,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	if snap == nil {
 		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
-	asker, ok := identify(snap, src, cfg.DefaultOrg)
+	asker, ok := identify(snap, src, dst, cfg.DefaultOrg)
 	if !ok {
 		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}

@@ -158,7 +158,7 @@ func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo) {
 		m.Rcode = dns.RcodeServerFailure
 		return
 	}
-	asker, ok := identify(snap, q.Src, cfg.DefaultOrg)
+	asker, ok := identify(snap, q.Src, q.Dst, cfg.DefaultOrg)
 	if !ok {
 		// Nothing for askers outside every org: no .internal data, and
 		// no open resolver.

@@ -257,3 +257,36 @@ func TestQuestionCaseEchoed(t *testing.T) {
 		t.Fatalf("case not echoed: %v", r)
 	}
 }
+
+func TestRefusedAtAnotherOrgsDNSAddress(t *testing.T) {
+	s := newTestServer(t, testRegistry(0), "")
+	acmeDNS := netip.MustParseAddr("fdaa:0:18::3")
+	otherDNS := netip.MustParseAddr("fdaa:0:19::3")
+	meshDNS := netip.MustParseAddr("fdaa::3")
+	w := s.newWorker()
+	for _, tc := range []struct {
+		src, dst netip.Addr
+		rcode    int
+	}{
+		{acmeSrc, acmeDNS, dns.RcodeSuccess},
+		{acmeSrc, meshDNS, dns.RcodeSuccess},
+		{acmeSrc, otherDNS, dns.RcodeRefused},
+		{otherSrc, acmeDNS, dns.RcodeRefused},
+		{otherSrc, otherDNS, dns.RcodeNameError}, // web is acme's
+	} {
+		raw := pack(t, query("web.internal.", dns.TypeAAAA))
+		for _, out := range [][]byte{
+			s.HandlePacket(Query{Raw: raw, Src: tc.src, Dst: tc.dst, Transport: UDP}),
+			w.handle(raw, tc.src, tc.dst),
+			w.handle(raw, tc.src, tc.dst), // cached
+		} {
+			var r dns.Msg
+			if err := r.Unpack(out); err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != tc.rcode {
+				t.Fatalf("%s asking at %s: %s, want %s", tc.src, tc.dst, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+			}
+		}
+	}
+}
