@@ -44,25 +44,29 @@ var (
 // when no reply is due. The returned slice is reused by the next call.
 func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	s := w.s
+	rl := s.limiter.Load()
+	if !rl.allow(src, false) {
+		return nil
+	}
 	wq, ok := parseQuery(raw, &w.lower)
 	if !ok || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
 		(wq.hasOPT && wq.version != 0) || wq.qtype == dns.TypeAXFR || wq.qtype == dns.TypeIXFR {
-		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
 	name := w.lower[:wq.nameLen]
 	zone := name[wq.zoneStart:wq.zoneEnd]
 	if wq.appStart == wq.appEnd && wq.zoneStart == wq.zoneEnd ||
 		!bytes.Equal(zone, zoneInternal) && !bytes.Equal(zone, zoneFlycast) || bytes.Equal(name, whoamiName) {
-		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
 	snap := s.store.Snapshot()
 	cfg := s.cfg.Load()
 	if snap == nil {
-		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
 	asker, ok := identify(snap, src, dst, cfg.DefaultOrg)
 	if !ok {
-		return s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
 	var start time.Time
 	if cfg.Observer != nil {
@@ -82,11 +86,15 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
 	if !hit {
 		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org); e == nil {
+			// fill answered through the general path, rate limits included.
 			if len(w.out) == 0 {
 				return nil
 			}
 			return w.out
 		}
+	}
+	if hit && e.info.Rcode == dns.RcodeNameError && !rl.allow(src, true) {
+		return nil
 	}
 	out := append(w.out[:0], e.packed...)
 	binary.BigEndian.PutUint16(out[0:2], wq.id)
@@ -114,13 +122,17 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	start := time.Now()
 	req := new(dns.Msg)
 	if err := req.Unpack(w.tmp); err != nil {
-		w.out = append(w.out[:0], s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
 		return nil
 	}
 	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: UDP})
+	if isErrorRcode(m.Rcode) && !s.limiter.Load().allow(src, true) {
+		w.out = w.out[:0]
+		return nil
+	}
 	packed, err := m.Pack()
 	if err != nil {
-		w.out = append(w.out[:0], s.HandlePacket(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
 		return nil
 	}
 	info.Size = len(packed)

@@ -43,6 +43,20 @@ type Query struct {
 // response (answering those would let anyone bounce traffic off us).
 // The reply never exceeds what the transport and the client allow.
 func (s *Server) HandlePacket(q Query) []byte {
+	if q.Transport == UDP && !s.limiter.Load().allow(q.Src, false) {
+		return nil
+	}
+	return s.general(q)
+}
+
+// isErrorRcode marks the answers response rate limiting applies to.
+func isErrorRcode(rcode int) bool {
+	return rcode == dns.RcodeRefused || rcode == dns.RcodeNameError
+}
+
+// general is the path every query can take: unpack with miekg/dns, answer,
+// pack. Over UDP, error answers are subject to response rate limiting.
+func (s *Server) general(q Query) []byte {
 	raw := q.Raw
 	if len(raw) < 12 {
 		return nil
@@ -59,6 +73,9 @@ func (s *Server) HandlePacket(q Query) []byte {
 		return out
 	}
 	resp, info := s.reply(req, q)
+	if q.Transport == UDP && isErrorRcode(resp.Rcode) && !s.limiter.Load().allow(q.Src, true) {
+		return nil
+	}
 	out, err := resp.Pack()
 	if err != nil {
 		s.log.Error("cannot pack a reply; answering SERVFAIL", zap.Error(err))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"github.com/meshdns/meshdns/registry"
 	"github.com/meshdns/meshdns/zones"
@@ -42,7 +43,15 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// Observer, if set, is told about every query.
 	Observer Observer
-	Log      *zap.Logger
+	// RateLimit is the UDP queries per second each source prefix (IPv6 /64,
+	// IPv4 /24) may send; 0 turns limiting off. ErrorRateLimit is the
+	// REFUSED and NXDOMAIN answers per second a prefix may receive (response
+	// rate limiting); replies over it are dropped. 0 means RateLimit/10.
+	RateLimit      int
+	ErrorRateLimit int
+	// MaxTCPConns caps open TCP connections; further ones wait to be accepted.
+	MaxTCPConns int
+	Log         *zap.Logger
 }
 
 // DefaultUDPSize is the EDNS buffer size recommended by DNS Flag Day 2020.
@@ -50,9 +59,11 @@ const DefaultUDPSize = 1232
 
 // Server answers DNS queries from a registry Store.
 type Server struct {
-	store *registry.Store
-	log   *zap.Logger
-	cfg   atomic.Pointer[Config]
+	store   *registry.Store
+	log     *zap.Logger
+	cfg     atomic.Pointer[Config]
+	limiter atomic.Pointer[rateLimiter]
+	clock   *coarseClock
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
@@ -79,12 +90,25 @@ func New(cfg Config, store *registry.Store) *Server {
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 2 * time.Second
 	}
+	if cfg.MaxTCPConns <= 0 {
+		cfg.MaxTCPConns = 1000
+	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Server{store: store, log: cfg.Log}
-	s.cfg.Store(&cfg)
+	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock()}
+	s.setConfig(&cfg)
 	return s
+}
+
+func (s *Server) setConfig(cfg *Config) {
+	if cfg.ErrorRateLimit <= 0 {
+		cfg.ErrorRateLimit = max(1, cfg.RateLimit/10)
+	}
+	old := s.cfg.Swap(cfg)
+	if old == nil || old.RateLimit != cfg.RateLimit || old.ErrorRateLimit != cfg.ErrorRateLimit {
+		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.ErrorRateLimit, s.clock))
+	}
 }
 
 // Start binds UDP and TCP on every listen address and serves in the
@@ -153,7 +177,9 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		return fmt.Errorf("listen on tcp %s: %w", bind, err)
 	}
 	ts := &dns.Server{
-		Listener:      tl,
+		// Connections past the cap wait in the kernel's accept queue
+		// instead of each taking a goroutine and buffers here.
+		Listener:      netutil.LimitListener(tl, cfg.MaxTCPConns),
 		Handler:       dns.HandlerFunc(s.serveTCP),
 		IdleTimeout:   func() time.Duration { return cfg.TCPIdleTimeout },
 		ReadTimeout:   cfg.TCPIdleTimeout,
@@ -256,6 +282,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.udp, s.tcp = nil, nil
 	s.mu.Unlock()
+	s.clock.close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -281,8 +308,11 @@ func (s *Server) Reconfigure(cfg Config) {
 	if cfg.TCPMaxQueries == 0 {
 		cfg.TCPMaxQueries = old.TCPMaxQueries
 	}
+	if cfg.MaxTCPConns <= 0 {
+		cfg.MaxTCPConns = old.MaxTCPConns
+	}
 	if cfg.Log == nil {
 		cfg.Log = old.Log
 	}
-	s.cfg.Store(&cfg)
+	s.setConfig(&cfg)
 }
