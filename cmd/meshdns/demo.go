@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -64,8 +65,9 @@ func seedDemo(ctx context.Context, cli *clientv3.Client, prefix string) error {
 	return nil
 }
 
-// printDemo prints dig commands that work against this server as started.
-func printDemo(out io.Writer, srv *dnsserver.Server) {
+// printDemo prints dig and meshctl commands that work against this server
+// as started (etcd is where meshctl must write).
+func printDemo(out io.Writer, srv *dnsserver.Server, etcd []string) {
 	host, port := "127.0.0.1", "1053"
 	if addrs := srv.Addrs(); len(addrs) > 0 {
 		if ua, ok := addrs[0].(*net.UDPAddr); ok {
@@ -73,6 +75,10 @@ func printDemo(out io.Writer, srv *dnsserver.Server) {
 		}
 	}
 	at := fmt.Sprintf("dig @%s -p %s", host, port)
+	ctl := "go run ./cmd/meshctl"
+	if len(etcd) != 1 || strings.TrimPrefix(etcd[0], "http://") != "127.0.0.1:2379" {
+		ctl += " --etcd-endpoints " + strings.Join(etcd, ",")
+	}
 	fmt.Fprintf(out, `
 meshdns is serving the demo org. Try:
 
@@ -94,8 +100,8 @@ meshdns is serving the demo org. Try:
 
 Change the registry with meshctl (it talks to the embedded etcd):
 
-  go run ./cmd/meshctl machine state 3d8d9e0b2ee489 stopped --org demo --app web
-  go run ./cmd/meshctl machine list --org demo
+  %[2]s machine state 3d8d9e0b2ee489 stopped --org demo --app web
+  %[2]s machine list --org demo
 
-`, at)
+`, at, ctl)
 }

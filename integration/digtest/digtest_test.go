@@ -1,0 +1,200 @@
+package digtest_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/integration/digtest"
+)
+
+// TestRun checks Run and Parse against real dig output for each response
+// shape the DNS server's tests rely on.
+func TestRun(t *testing.T) {
+	s := startServer(t)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, r *digtest.Result)
+	}{{
+		name: "AAAA",
+		args: []string{"aaaa.test", "AAAA"},
+		check: func(t *testing.T, r *digtest.Result) {
+			want(t, "status", r.Status, "NOERROR")
+			want(t, "opcode", r.Opcode, "QUERY")
+			want(t, "flags", strings.Join(r.Flags, " "), "qr aa rd")
+			want(t, "question", r.Question[0].String(), ";aaaa.test.\tIN\t AAAA")
+			wantRRs(t, "answer", r.Answer, zone["aaaa.test. AAAA"]...)
+			wantRRs(t, "authority", r.Authority)
+			wantRRs(t, "additional", r.Additional)
+			if r.EDNS == nil || r.EDNS.Version != 0 || r.EDNS.UDPSize != 1232 || len(r.EDNS.Flags) != 0 {
+				t.Errorf("EDNS = %+v, want version 0, udp 1232, no flags", r.EDNS)
+			}
+			want(t, "server", r.Server, "127.0.0.1#"+s.port)
+			want(t, "protocol", r.Protocol, "UDP")
+			if r.RetriedTCP || r.MsgSize == 0 || r.ID == 0 {
+				t.Errorf("RetriedTCP=%v MsgSize=%d ID=%d", r.RetriedTCP, r.MsgSize, r.ID)
+			}
+			if !slices.Contains(r.Notes, "WARNING: recursion requested but not available") {
+				t.Errorf("notes = %q, want the recursion warning", r.Notes)
+			}
+		},
+	}, {
+		name: "TXT with several strings, no recursion",
+		args: []string{"txt.test", "TXT", "+norec"},
+		check: func(t *testing.T, r *digtest.Result) {
+			want(t, "flags", strings.Join(r.Flags, " "), "qr aa")
+			wantRRs(t, "answer", r.Answer, zone["txt.test. TXT"]...)
+			// miekg/dns keeps TXT strings in presentation form, escapes
+			// included.
+			txt := r.Answer[0].(*dns.TXT).Txt
+			if !slices.Equal(txt, []string{"hello world", "second string", `with \"quotes\"`}) {
+				t.Errorf("TXT strings = %q", txt)
+			}
+			if len(r.Notes) != 0 {
+				t.Errorf("notes = %q, want none", r.Notes)
+			}
+		},
+	}, {
+		name: "NXDOMAIN with SOA",
+		args: []string{"nx.test", "A"},
+		check: func(t *testing.T, r *digtest.Result) {
+			want(t, "status", r.Status, "NXDOMAIN")
+			wantRRs(t, "answer", r.Answer)
+			wantRRs(t, "authority", r.Authority, negativeSOA)
+			if soa := r.Authority[0].(*dns.SOA); soa.Minttl != 300 {
+				t.Errorf("SOA minimum = %d, want 300", soa.Minttl)
+			}
+		},
+	}, {
+		name: "BADVERS",
+		args: []string{"aaaa.test", "AAAA", "+edns=1", "+noednsnegotiation"},
+		check: func(t *testing.T, r *digtest.Result) {
+			want(t, "status", r.Status, "BADVERS")
+			wantRRs(t, "answer", r.Answer)
+			if r.EDNS == nil || r.EDNS.Version != 0 {
+				t.Errorf("EDNS = %+v, want version 0 (what the server supports)", r.EDNS)
+			}
+		},
+	}, {
+		name: "BADVERS then negotiated down",
+		args: []string{"aaaa.test", "AAAA", "+edns=1"},
+		check: func(t *testing.T, r *digtest.Result) {
+			want(t, "status", r.Status, "NOERROR")
+			wantRRs(t, "answer", r.Answer, zone["aaaa.test. AAAA"]...)
+			if !slices.Contains(r.Notes, "BADVERS, retrying with EDNS version 0.") {
+				t.Errorf("notes = %q, want the BADVERS retry", r.Notes)
+			}
+		},
+	}, {
+		name: "truncated without EDNS, retried over TCP",
+		args: []string{"big.test", "TXT", "+noedns"},
+		check: func(t *testing.T, r *digtest.Result) {
+			if !r.RetriedTCP || r.Protocol != "TCP" || r.HasFlag("tc") {
+				t.Errorf("RetriedTCP=%v Protocol=%q flags=%v, want a full TCP answer", r.RetriedTCP, r.Protocol, r.Flags)
+			}
+			if r.EDNS != nil {
+				t.Errorf("EDNS = %+v, want none with +noedns", r.EDNS)
+			}
+			wantRRs(t, "answer", r.Answer, bigTXT()...)
+		},
+	}, {
+		name: "truncated at +bufsize, retried over TCP",
+		args: []string{"big.test", "TXT", "+bufsize=512"},
+		check: func(t *testing.T, r *digtest.Result) {
+			if !r.RetriedTCP || r.Protocol != "TCP" {
+				t.Errorf("RetriedTCP=%v Protocol=%q, want a TCP retry", r.RetriedTCP, r.Protocol)
+			}
+			wantRRs(t, "answer", r.Answer, bigTXT()...)
+		},
+	}, {
+		name: "truncated and kept with +ignore",
+		args: []string{"big.test", "TXT", "+noedns", "+ignore"},
+		check: func(t *testing.T, r *digtest.Result) {
+			if r.RetriedTCP || r.Protocol != "UDP" || !r.HasFlag("tc") {
+				t.Errorf("RetriedTCP=%v Protocol=%q flags=%v, want the truncated UDP answer", r.RetriedTCP, r.Protocol, r.Flags)
+			}
+			if n := len(r.Answer); n == 0 || n >= len(bigTXT()) {
+				t.Errorf("got %d answers, want some but not all", n)
+			}
+		},
+	}, {
+		name: "TCP",
+		args: []string{"big.test", "TXT", "+tcp"},
+		check: func(t *testing.T, r *digtest.Result) {
+			if r.RetriedTCP || r.Protocol != "TCP" {
+				t.Errorf("RetriedTCP=%v Protocol=%q, want TCP from the start", r.RetriedTCP, r.Protocol)
+			}
+			wantRRs(t, "answer", r.Answer, bigTXT()...)
+		},
+	}, {
+		name: "multiline SOA",
+		args: []string{"soa.test", "SOA", "+multiline"},
+		check: func(t *testing.T, r *digtest.Result) {
+			wantRRs(t, "answer", r.Answer, zone["soa.test. SOA"]...)
+		},
+	}, {
+		name: "query printed too",
+		args: []string{"aaaa.test", "AAAA", "+qr"},
+		check: func(t *testing.T, r *digtest.Result) {
+			// The printed query has no qr flag and no answers.
+			want(t, "flags", strings.Join(r.Flags, " "), "qr aa rd")
+			wantRRs(t, "answer", r.Answer, zone["aaaa.test. AAAA"]...)
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := digtest.Run(t, s.args(tc.args...)...)
+			tc.check(t, r)
+			if t.Failed() {
+				t.Logf("dig output:\n%s", r.Raw)
+			}
+		})
+	}
+}
+
+// TestParseErrors feeds Parse outputs it must reject instead of returning
+// a partial result.
+func TestParseErrors(t *testing.T) {
+	s := startServer(t)
+	full := digtest.Run(t, s.args("aaaa.test", "AAAA")...).Raw
+	lostRecord := strings.Replace(full, "aaaa.test.\t\t300\tIN\tAAAA\t2001:db8::2\n", "", 1)
+	if lostRecord == full {
+		t.Fatalf("test setup: record line not found in:\n%s", full)
+	}
+	for name, out := range map[string]string{
+		"empty":              "",
+		"+short":             "2001:db8::1\n2001:db8::2\n",
+		"two responses":      full + full,
+		"count mismatch":     lostRecord,
+		"bad record":         strings.Replace(full, "2001:db8::2", "not-an-address", 1),
+		"unterminated paren": strings.Replace(full, "2001:db8::2", "2001:db8::2 (", 1),
+	} {
+		if r, err := digtest.Parse(out); err == nil {
+			t.Errorf("%s: Parse succeeded (%+v), want an error", name, r)
+		}
+	}
+}
+
+func want(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %q, want %q", what, got, want)
+	}
+}
+
+// wantRRs compares records by their presentation form, in order.
+func wantRRs(t *testing.T, section string, got []dns.RR, want ...string) {
+	t.Helper()
+	var g, w []string
+	for _, rr := range got {
+		g = append(g, rr.String())
+	}
+	for _, s := range want {
+		w = append(w, must(dns.NewRR(s)).String())
+	}
+	if !slices.Equal(g, w) {
+		t.Errorf("%s =\n%s\nwant\n%s", section, strings.Join(g, "\n"), strings.Join(w, "\n"))
+	}
+}
