@@ -117,7 +117,7 @@ func serve(o *options, stdout, stderr io.Writer) error {
 		zap.Duration("ttl", o.ttl))
 	if o.demo {
 		waitLoaded(ctx, store)
-		printDemo(stdout, srv)
+		printDemo(stdout, srv, endpoints)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
