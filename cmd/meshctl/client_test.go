@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshdns/meshdns/internal/etcdtest"
+	"github.com/spf13/pflag"
+)
+
+// parseGlobals parses global flags the way the root command does.
+func parseGlobals(t *testing.T, args ...string) *globalFlags {
+	t.Helper()
+	g := &globalFlags{}
+	fs := pflag.NewFlagSet("meshctl", pflag.ContinueOnError)
+	g.register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestClientConfig(t *testing.T) {
+	t.Setenv(passwordEnv, "") // the cases that want it set it themselves
+	certs := writeTestCerts(t)
+	ca, cert, key := certs+"/ca.pem", certs+"/client.pem", certs+"/client-key.pem"
+
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := parseGlobals(t).clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Endpoints) != 1 || cfg.Endpoints[0] != "127.0.0.1:2379" || cfg.DialTimeout != 5*time.Second || cfg.TLS != nil || cfg.Username != "" {
+			t.Errorf("config %+v, want 127.0.0.1:2379, 5s dial timeout, no TLS, no user", cfg)
+		}
+	})
+	t.Run("endpoints are split and trimmed", func(t *testing.T) {
+		cfg, err := parseGlobals(t, "--etcd-endpoints", "10.0.0.1:2379, 10.0.0.2:2379", "--etcd-endpoints", "https://10.0.0.3:2379").clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(cfg.Endpoints, " "); got != "10.0.0.1:2379 10.0.0.2:2379 https://10.0.0.3:2379" {
+			t.Errorf("endpoints %s", got)
+		}
+	})
+	t.Run("TLS with a client certificate", func(t *testing.T) {
+		cfg, err := parseGlobals(t, "--cacert", ca, "--cert", cert, "--key", key).clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.TLS == nil || cfg.TLS.RootCAs == nil || cfg.TLS.GetClientCertificate == nil {
+			t.Fatalf("TLS config %+v, want the CA and the client certificate", cfg.TLS)
+		}
+		c, err := cfg.TLS.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err != nil || leaf.Subject.CommonName != "root" {
+			t.Errorf("client certificate %v (%v), want the one for CN root", leaf, err)
+		}
+	})
+	t.Run("TLS with only a CA", func(t *testing.T) {
+		cfg, err := parseGlobals(t, "--cacert", ca).clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.TLS == nil || cfg.TLS.RootCAs == nil {
+			t.Errorf("TLS config %+v, want the CA", cfg.TLS)
+		}
+	})
+	t.Run("password after the user name may contain colons", func(t *testing.T) {
+		cfg, err := parseGlobals(t, "--user", "alice:s3:cr3t").clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Username != "alice" || cfg.Password != "s3:cr3t" {
+			t.Errorf("user %q password %q, want alice and s3:cr3t", cfg.Username, cfg.Password)
+		}
+	})
+	t.Run("password from the environment", func(t *testing.T) {
+		t.Setenv(passwordEnv, "fromenv")
+		cfg, err := parseGlobals(t, "--user", "alice").clientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Username != "alice" || cfg.Password != "fromenv" {
+			t.Errorf("user %q password %q, want alice and fromenv", cfg.Username, cfg.Password)
+		}
+	})
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"empty endpoint", []string{"--etcd-endpoints", "10.0.0.1:2379,,10.0.0.2:2379"}, "empty endpoint"},
+		{"prefix without slash", []string{"--etcd-prefix", "/meshdns/v1"}, `--etcd-prefix "/meshdns/v1": must end with /`},
+		{"cert without key", []string{"--cert", cert}, "--cert and --key: give both"},
+		{"key without cert", []string{"--key", key}, "--cert and --key: give both"},
+		{"missing CA file", []string{"--cacert", certs + "/nope.pem"}, "nope.pem"},
+		{"TLS to a plain http endpoint", []string{"--cacert", ca, "--etcd-endpoints", "http://10.0.0.1:2379"}, `"http://10.0.0.1:2379": plain http`},
+		{"user without password", []string{"--user", "alice"}, "--user alice: no password; give --user alice:PASSWORD or set MESHCTL_PASSWORD"},
+		{"password without user", []string{"--user", ":pw"}, "empty user name"},
+		{"zero dial timeout", []string{"--dial-timeout", "0s"}, "--dial-timeout 0s: must be positive"},
+		{"negative timeout", []string{"--timeout", "-1s"}, "--timeout -1s: must be positive"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseGlobals(t, tt.args...).clientConfig()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnreachable checks that an etcd that does not answer is reported
+// after --dial-timeout rather than --timeout, and that a bad value is
+// reported without waiting for etcd at all.
+func TestUnreachable(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"org", "list"}, "etcd at 127.0.0.1:1 did not answer within --dial-timeout 300ms"},
+		{[]string{"org", "put", "Acme", "--network", "fdaa:0:18::/48"}, `org "Acme": only lowercase`},
+	} {
+		var out, errOut bytes.Buffer
+		start := time.Now()
+		args := append([]string{"--etcd-endpoints", "127.0.0.1:1", "--dial-timeout", "300ms"}, tt.args...)
+		code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("meshctl %s took %v, want it to give up after the dial timeout", strings.Join(tt.args, " "), took)
+		}
+		checkOneLineError(t, result{code, out.String(), errOut.String()}, exitFailure, tt.want)
+	}
+}
+
+// TestAuth runs meshctl against an etcd with authentication enabled.
+func TestAuth(t *testing.T) {
+	e := etcdtest.Embedded(t)
+	r := newTestRegistry(t, e)
+	ctx := context.Background()
+	if _, err := r.cli.UserAdd(ctx, "root", "rootpw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.cli.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r.mustRun("--user", "root:rootpw", "org", "put", "acme", "--network", "fdaa:0:18::/48")
+	t.Setenv(passwordEnv, "rootpw")
+	if out := r.mustRun("--user", "root", "org", "list"); !strings.Contains(out, "acme") {
+		t.Errorf("org list with the password from %s: %q, want acme listed", passwordEnv, out)
+	}
+
+	checkOneLineError(t, r.run("--user", "root:wrong", "org", "list"), exitFailure, "authentication failed")
+	checkOneLineError(t, r.run("org", "list"), exitFailure, "requires authentication: give --user")
+}
+
+// writeTestCerts writes a CA and a client certificate signed by it into a
+// temporary directory and returns the directory.
+func writeTestCerts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caKey, clientKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, clientTmpl, caTmpl, &clientKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	write("client.pem", "CERTIFICATE", clientDER)
+	write("client-key.pem", "EC PRIVATE KEY", keyDER)
+	return dir
+}
