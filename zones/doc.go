@@ -1,0 +1,12 @@
+// Package zones answers questions about the internal. and flycast. zones
+// from an immutable registry Snapshot: it owns the name grammar, the TXT
+// formats, the built-in region table and the nearest-first ordering of AAAA
+// answers (SPEC §2).
+//
+// It is pure: (snapshot, asker, question) → (rcode, answer, authority). It
+// opens no sockets, reads no clock, logs nothing and keeps no mutable global
+// state, so the DNS server may call it from any number of goroutines and
+// cache what it returns. The wire (EDNS, truncation, opcodes, identifying
+// the asker) belongs to dnsserver. README.md describes the grammar, the
+// formats and the decisions behind them.
+package zones
