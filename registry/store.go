@@ -80,7 +80,11 @@ func (s *Store) BeginLoad() *Load { return &Load{s: s, st: newState(s.st.prefix)
 func (l *Load) Add(ev Event) { l.st.apply(ev) }
 
 // Commit publishes the loaded registry as the snapshot at revision rev.
-func (l *Load) Commit(rev int64) {
+func (l *Load) Commit(rev int64) { l.commit(rev, false) }
+
+// commit publishes the load; stale marks a snapshot etcd has not confirmed
+// (one read from the local copy).
+func (l *Load) commit(rev int64, stale bool) {
 	s := l.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,6 +97,7 @@ func (l *Load) Commit(rev int64) {
 	st.globalDirty = true
 	st.serialFloor = s.snap.Load()
 	next := st.publish(emptySnapshot(), rev, &s.gen, s.now())
+	next.Stale = stale
 	st.serialFloor = nil
 	s.st = st
 	s.logInvalid()
