@@ -35,6 +35,12 @@ func sameReply(t *testing.T, fast, slow []byte) {
 	if len(f.Question) != len(s.Question) || len(f.Question) == 1 && f.Question[0] != s.Question[0] {
 		t.Fatalf("questions differ: %v vs %v", f.Question, s.Question)
 	}
+	// Answers name the question exactly as asked (0x20 case echo).
+	for i, rr := range f.Answer {
+		if strings.EqualFold(rr.Header().Name, f.Question[0].Name) && rr.Header().Name != s.Answer[i].Header().Name {
+			t.Fatalf("answer owner %q, general path %q", rr.Header().Name, s.Answer[i].Header().Name)
+		}
+	}
 	for _, sec := range [][2][]dns.RR{{f.Answer, s.Answer}, {f.Ns, s.Ns}, {f.Extra, s.Extra}} {
 		if len(sec[0]) != len(sec[1]) {
 			t.Fatalf("section lengths differ:\nfast %v\nslow %v", &f, &s)

@@ -130,6 +130,8 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		w.out = w.out[:0]
 		return nil
 	}
+	// reply compresses: every owner name that repeats the question is a
+	// pointer to it, so patching the question's case fixes theirs too.
 	packed, err := m.Pack()
 	if err != nil {
 		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)

@@ -156,6 +156,10 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 		m.Extra = append(m.Extra, opt)
 	}
 	m.Truncate(size)
+	// Always compress (Truncate turns it off for replies that fit without):
+	// smaller replies, and the cached path relies on owner names pointing
+	// at the question.
+	m.Compress = true
 	if q.Transport == TCP {
 		// Over TCP an answer that does not fit is cut to the nearest
 		// machines that do; there is nowhere better to retry.

@@ -100,17 +100,17 @@ func (r *responder) answer(t target) Result {
 	case nearestAddrs:
 		return r.machines(app, filter{}, t.n)
 	case appList:
-		return r.text(func() string { return appsText(org) })
+		return r.text(',', func() string { return appsText(org) })
 	case peerList:
-		return r.text(func() string { return peersText(org) })
+		return r.text(',', func() string { return peersText(org) })
 	case instances:
-		return r.text(func() string { return instancesText(org, t.all) })
+		return r.text(';', func() string { return instancesText(org, t.all) })
 	case whoami:
-		return r.text(func() string { return whoamiText(r.a, r.a.Region(r.cfg)) })
+		return r.text(0, func() string { return whoamiText(r.a, r.a.Region(r.cfg)) })
 	case vmList:
-		return r.text(func() string { return vmsText(app, t.all) })
+		return r.text(',', func() string { return vmsText(app, t.all) })
 	case regionList:
-		return r.text(func() string { return regionsText(app, t.all) })
+		return r.text(',', func() string { return regionsText(app, t.all) })
 	case entApp:
 		return r.nodata()
 	case entMachines:
@@ -159,13 +159,14 @@ func (r *responder) asks(rrtype uint16) (ok bool, res Result) {
 	return false, r.nodata()
 }
 
-// text answers a TXT name that exists: one record, whatever the length.
-// The text is built only when a TXT question asks for it.
-func (r *responder) text(build func() string) Result {
+// text answers a TXT name that exists: one record. The text is built only
+// when a TXT question asks for it; a list too long for any DNS message is
+// cut after the last whole entry (entries end at sep) that fits.
+func (r *responder) text(sep byte, build func() string) Result {
 	if ok, res := r.asks(dns.TypeTXT); !ok {
 		return res
 	}
-	return r.positive(txtRecord(r.q.Name, r.cfg.TTL, build()))
+	return r.positive(txtRecord(r.q.Name, r.cfg.TTL, capList(build(), sep)))
 }
 
 // machines answers an AAAA name that stands for the started machines of

@@ -15,6 +15,26 @@ import (
 // maxTXTString is the longest character-string a TXT record can hold.
 const maxTXTString = 255
 
+// MaxListText is the longest list text an answer carries. With the
+// length byte of each 255-byte string, the question, headers and an OPT
+// record it keeps the reply inside TCP's 65,535 bytes.
+const MaxListText = 64000
+
+// capList cuts a list text longer than MaxListText after the last whole
+// entry that fits (entries are separated by sep), so a list too long for
+// any DNS message still answers with its first entries in sorted order
+// rather than with nothing.
+func capList(s string, sep byte) string {
+	if len(s) <= MaxListText || sep == 0 {
+		return s
+	}
+	i := strings.LastIndexByte(s[:MaxListText+1], sep)
+	if i < 0 {
+		return ""
+	}
+	return s[:i]
+}
+
 // splitTXT cuts s into consecutive character-strings of at most 255 bytes,
 // adding nothing at the cuts: clients concatenate the strings of the one
 // record. An empty s is one empty string, so an empty list still answers

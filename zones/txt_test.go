@@ -163,3 +163,18 @@ func TestWhoami(t *testing.T) {
 		}
 	}
 }
+
+func TestCapList(t *testing.T) {
+	entry := strings.Repeat("x", 99) // entries of 100 bytes with the separator
+	long := strings.TrimSuffix(strings.Repeat(entry+";", 1000), ";")
+	got := capList(long, ';')
+	if len(got) > MaxListText || !strings.HasPrefix(long, got) || strings.HasSuffix(got, ";") || len(got)%100 != 99 {
+		t.Fatalf("cut to %d bytes, ending %q", len(got), got[len(got)-5:])
+	}
+	if len(got) < MaxListText-100 {
+		t.Fatalf("cut too early: %d bytes", len(got))
+	}
+	if short := "a,b,c"; capList(short, ',') != short {
+		t.Fatal("short list changed")
+	}
+}
