@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// etcdClientConfig builds the client configuration: endpoints, TLS from
+// --etcd-cacert/--etcd-cert/--etcd-key, and --etcd-user with the password
+// from the environment. File errors name the flag at fault.
+func etcdClientConfig(o *options, endpoints []string, log *zap.Logger) (clientv3.Config, error) {
+	cfg := clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
+		// gRPC's default reconnect backoff grows to two minutes, so a
+		// server that lost etcd would go on serving an old snapshot for
+		// that long after etcd is back. Cap it at a few seconds; the
+		// jitter keeps a fleet from reconnecting in step.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		})},
+	}
+	if o.etcdCACert != "" || o.etcdCert != "" {
+		info := transport.TLSInfo{CertFile: o.etcdCert, KeyFile: o.etcdKey, TrustedCAFile: o.etcdCACert}
+		tlsCfg, err := info.ClientConfig()
+		if err != nil {
+			return cfg, fmt.Errorf("etcd TLS from --etcd-cacert %q --etcd-cert %q --etcd-key %q: %w", o.etcdCACert, o.etcdCert, o.etcdKey, err)
+		}
+		cfg.TLS = tlsCfg
+	}
+	if o.etcdUser != "" {
+		cfg.Username, cfg.Password = o.etcdUser, os.Getenv(etcdPasswordEnv)
+	}
+	return cfg, nil
+}
+
+// startEmbeddedEtcd runs a single-member etcd in-process with its data
+// under --data-dir, serving clients on --embedded-etcd-url.
+func startEmbeddedEtcd(o *options, log *zap.Logger) (*embed.Etcd, error) {
+	cu, _ := url.Parse(o.embeddedEtcdURL)
+	pu, err := url.Parse(o.embeddedEtcdPeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("--embedded-etcd-peer-url %q: %w", o.embeddedEtcdPeerURL, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "meshdns"
+	cfg.Dir = filepath.Join(o.dataDir, "etcd")
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.LogLevel = "error"
+	// Keep about an hour of history for watchers that fall behind.
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1h"
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", o.dataDir, err)
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd (data %s, clients %s, peers %s): %w", cfg.Dir, cu, pu, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, errors.New("embedded etcd did not become ready within 30s")
+	}
+	log.Info("embedded etcd started", zap.String("data", cfg.Dir), zap.String("clients", cu.String()))
+	return e, nil
+}

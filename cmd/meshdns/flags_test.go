@@ -1,0 +1,56 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFlagValidation(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http", "9153"}, "--http"},
+		{[]string{"--upstream", "dns.example"}, "--upstream"},
+		{[]string{"--forward-timeout", "0s"}, "--forward-timeout"},
+		{[]string{"--negative-ttl", "1500ms"}, "--negative-ttl"},
+		{[]string{"--query-log-sample", "-1"}, "--query-log-sample"},
+		{[]string{"--etcd-cert", "c.pem"}, "--etcd-cert and --etcd-key"},
+		{[]string{"--etcd-cacert", "ca.pem"}, "external etcd"},
+		{[]string{"--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-cacert", "ca.pem"}, "plain http"},
+		{[]string{"--etcd-endpoints", "https://10.0.0.1:2379", "--etcd-user", "root:secret"}, "only the user name"},
+		{[]string{"--etcd-endpoints", "https://10.0.0.1:2379", "--etcd-user", "root"}, etcdPasswordEnv},
+	}
+	t.Setenv(etcdPasswordEnv, "")
+	for _, tc := range tests {
+		_, err := parseOptions(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestEtcdUserTakesThePasswordFromTheEnvironment(t *testing.T) {
+	t.Setenv(etcdPasswordEnv, "s3cret")
+	o, err := parseOptions([]string{"--etcd-endpoints", "https://10.0.0.1:2379", "--etcd-user", "meshdns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := etcdClientConfig(o, o.etcdEndpoints, nopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Username != "meshdns" || cfg.Password != "s3cret" {
+		t.Errorf("user %q password %q", cfg.Username, cfg.Password)
+	}
+}
+
+func TestDemoDefaults(t *testing.T) {
+	o, err := parseOptions([]string{"--demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.defaultOrg != demoOrg || o.region != "ams" {
+		t.Errorf("--demo: default org %q region %q, want demo and ams", o.defaultOrg, o.region)
+	}
+}

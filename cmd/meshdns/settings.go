@@ -1,0 +1,126 @@
+package main
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/meshdns/meshdns/dnsserver"
+	"github.com/meshdns/meshdns/forward"
+	"github.com/meshdns/meshdns/zones"
+)
+
+// runtimeSettings applies the settings that may change while meshdns runs
+// (at start and on SIGHUP): TTLs, region, default org, forwarding, rate
+// limits, log level and query log. Everything else is fixed at start.
+type runtimeSettings struct {
+	mu      sync.Mutex
+	current *options
+	level   zap.AtomicLevel
+	log     *zap.Logger
+	srv     *dnsserver.Server
+	fwd     *forward.Forwarder
+	fwdObs  forward.Observer
+	qlog    *queryLog
+	obs     dnsserver.Observer
+}
+
+func (o *options) effectiveNegativeTTL() time.Duration {
+	if o.negativeTTL == 0 {
+		return o.ttl
+	}
+	return o.negativeTTL
+}
+
+// dnsConfig is the server configuration for o; fwd may be nil.
+func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
+	cfg := dnsserver.Config{
+		Listen:     o.listen,
+		DefaultOrg: o.defaultOrg,
+		Zones: zones.Config{
+			TTL:          uint32(o.ttl / time.Second),
+			NegTTL:       uint32(o.effectiveNegativeTTL() / time.Second),
+			ServerRegion: o.region,
+		},
+		ForwardTimeout: o.forwardTimeout,
+		RateLimit:      o.rateLimit,
+		ErrorRateLimit: o.errorRateLimit,
+		MaxTCPConns:    o.maxTCPConns,
+		Observer:       r.obs,
+		Log:            r.log.Named("dns"),
+	}
+	// Only a non-nil *Forwarder goes into the interface: a typed nil
+	// would not compare equal to nil and the server would call it.
+	if r.fwd != nil {
+		cfg.Forwarder = r.fwd
+	}
+	return cfg
+}
+
+// setForwarder makes the forwarder for o's upstreams. An unchanged
+// upstream list keeps the forwarder, and with it the cache.
+func (r *runtimeSettings) setForwarder(o *options) error {
+	if len(o.upstream) == 0 {
+		r.fwd = nil
+		return nil
+	}
+	if r.fwd != nil && r.current != nil && slices.Equal(r.current.upstream, o.upstream) &&
+		r.current.forwardCacheSize == o.forwardCacheSize {
+		return nil
+	}
+	size := o.forwardCacheSize
+	if size == 0 {
+		size = -1 // forward.Config: negative turns the cache off
+	}
+	f, err := forward.New(forward.Config{Upstreams: o.upstream, CacheSize: size, Timeout: o.forwardTimeout, Observer: r.fwdObs})
+	if err != nil {
+		return err
+	}
+	r.fwd = f
+	return nil
+}
+
+// apply makes o the running configuration. The server swaps its settings
+// atomically: queries in flight finish with the old ones, none is dropped,
+// and the registry snapshot is untouched.
+func (r *runtimeSettings) apply(o *options) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.setForwarder(o); err != nil {
+		return err
+	}
+	r.level.SetLevel(parseLevel(o.logLevel))
+	r.qlog.setEvery(o.queryLogSample)
+	if r.srv != nil {
+		r.srv.Reconfigure(r.dnsConfig(o))
+	}
+	r.current = o
+	return nil
+}
+
+// restartOnly lists the settings that differ between a and b but take
+// effect only when meshdns restarts.
+func restartOnly(a, b *options) []string {
+	var changed []string
+	diff := func(name string, same bool) {
+		if !same {
+			changed = append(changed, name)
+		}
+	}
+	diff("listen", slices.Equal(a.listen, b.listen))
+	diff("http", a.http == b.http)
+	diff("etcd-endpoints", slices.Equal(a.etcdEndpoints, b.etcdEndpoints))
+	diff("etcd-prefix", a.etcdPrefix == b.etcdPrefix)
+	diff("etcd-cacert", a.etcdCACert == b.etcdCACert)
+	diff("etcd-cert", a.etcdCert == b.etcdCert)
+	diff("etcd-key", a.etcdKey == b.etcdKey)
+	diff("etcd-user", a.etcdUser == b.etcdUser)
+	diff("data-dir", a.dataDir == b.dataDir)
+	diff("embedded-etcd-url", a.embeddedEtcdURL == b.embeddedEtcdURL)
+	diff("embedded-etcd-peer-url", a.embeddedEtcdPeerURL == b.embeddedEtcdPeerURL)
+	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
+	diff("demo", a.demo == b.demo)
+	return changed
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/meshdns/meshdns/dnsserver"
+	"github.com/meshdns/meshdns/registry"
+)
+
+type pflagFlag = pflag.Flag
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
+
+func mustParse(t *testing.T, args ...string) *options {
+	t.Helper()
+	o, err := parseOptions(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestApplyKeepsTheForwarderWhileUpstreamsStay(t *testing.T) {
+	rs := &runtimeSettings{level: zap.NewAtomicLevel(), log: zap.NewNop(), qlog: newQueryLog(zap.NewNop(), 0)}
+	if err := rs.apply(mustParse(t, "--upstream", "192.0.2.1")); err != nil {
+		t.Fatal(err)
+	}
+	first := rs.fwd
+	if first == nil {
+		t.Fatal("no forwarder for an upstream")
+	}
+	if err := rs.apply(mustParse(t, "--upstream", "192.0.2.1", "--ttl", "9s", "--log-level", "debug")); err != nil {
+		t.Fatal(err)
+	}
+	if rs.fwd != first {
+		t.Error("forwarder (and its cache) replaced though the upstreams did not change")
+	}
+	if rs.level.Level() != zapcore.DebugLevel {
+		t.Errorf("log level %v after reload, want debug", rs.level.Level())
+	}
+	if err := rs.apply(mustParse(t, "--upstream", "192.0.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	if rs.fwd == first || !slices.Equal(rs.fwd.Upstreams(), []string{"192.0.2.2:53"}) {
+		t.Errorf("upstreams after reload: %v", rs.fwd.Upstreams())
+	}
+	if err := rs.apply(mustParse(t)); err != nil {
+		t.Fatal(err)
+	}
+	if rs.fwd != nil || rs.dnsConfig(rs.current).Forwarder != nil {
+		t.Error("forwarder left after the upstreams were removed")
+	}
+}
+
+// A reload that fails leaves the running settings as they were and logs
+// the file and the reason.
+func TestReloadKeepsOldSettingsOnABadFile(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	log := zap.New(core)
+	p := writeConfig(t, "ttl: 7s\n")
+	args := []string{"--config", p}
+	store := registry.NewStore(registry.DefaultPrefix)
+	rs := &runtimeSettings{level: zap.NewAtomicLevel(), log: log, qlog: newQueryLog(log, 0)}
+	o := mustParse(t, args...)
+	if err := rs.apply(o); err != nil {
+		t.Fatal(err)
+	}
+	rs.srv = dnsserver.New(rs.dnsConfig(o), store)
+
+	writeFile(t, p, "ttl: 7s\nttl-typo: 3s\n")
+	reload(args, rs, nil)
+	if rs.current.ttl != 7*time.Second {
+		t.Errorf("ttl %v after a bad reload, want 7s kept", rs.current.ttl)
+	}
+	errs := logs.FilterMessage("configuration not reloaded; keeping the current settings").All()
+	if len(errs) != 1 || !strings.Contains(errs[0].ContextMap()["error"].(string), "ttl-typo") ||
+		errs[0].ContextMap()["file"] != p {
+		t.Errorf("logged %v, want one error naming %s and the unknown key", errs, p)
+	}
+
+	writeFile(t, p, "ttl: 11s\nlisten: [127.0.0.1:5353]\n")
+	reload(args, rs, nil)
+	if rs.current.ttl != 11*time.Second {
+		t.Errorf("ttl %v after a good reload, want 11s", rs.current.ttl)
+	}
+	if w := logs.FilterMessageSnippet("only after a restart").All(); len(w) != 1 {
+		t.Errorf("changing listen logged %d restart warnings, want 1", len(w))
+	}
+	if got := rs.current.listen; !slices.Equal(got, o.listen) {
+		t.Errorf("listen %v in the running settings, want the unchanged %v", got, o.listen)
+	}
+}
+
+func TestQueryLogSamples(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	q := newQueryLog(zap.New(core), 3)
+	for range 10 {
+		q.ObserveQuery(dnsserver.QueryInfo{Name: "web.internal.", Qtype: dns.TypeAAAA})
+	}
+	if n := logs.Len(); n != 3 {
+		t.Errorf("logged %d of 10 queries at 1 in 3, want 3", n)
+	}
+	q.setEvery(0)
+	q.ObserveQuery(dnsserver.QueryInfo{})
+	if n := logs.Len(); n != 3 {
+		t.Errorf("logged with sampling off")
+	}
+}

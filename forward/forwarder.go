@@ -1,0 +1,279 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config configures a Forwarder.
+type Config struct {
+	// Upstreams are resolver addresses (see ParseUpstream), asked in order.
+	Upstreams []string
+	// CacheSize bounds the number of cached replies; 0 means
+	// DefaultCacheSize, a negative value turns caching off.
+	CacheSize int
+	// Timeout bounds one Forward call when its context has no deadline.
+	Timeout time.Duration
+	// Observer, if set, is told about upstream exchanges and cache use.
+	Observer Observer
+}
+
+// DefaultCacheSize is the cache bound when Config.CacheSize is 0.
+const DefaultCacheSize = 10000
+
+// DefaultTimeout is Config.Timeout's default.
+const DefaultTimeout = 2 * time.Second
+
+// udpSize is the EDNS(0) buffer we advertise upstream (DNS Flag Day 2020):
+// large enough for most replies, small enough not to fragment.
+const udpSize = 1232
+
+// Observer is told what the forwarder does, for metrics. Its methods are
+// called on the query path and must be quick.
+type Observer interface {
+	// ObserveUpstream reports one exchange with an upstream: proto is
+	// "udp" or "tcp", err nil on success.
+	ObserveUpstream(upstream, proto string, d time.Duration, err error)
+	// ObserveCache reports a lookup in the reply cache.
+	ObserveCache(hit bool)
+}
+
+// Forwarder resolves questions through upstream resolvers. It implements
+// dnsserver.Forwarder and is safe for concurrent use.
+type Forwarder struct {
+	ups     []*upstream
+	cache   *cache
+	timeout time.Duration
+	obs     Observer
+	flight  singleflight.Group
+	now     func() time.Time
+}
+
+// New checks the upstream addresses and returns a Forwarder.
+func New(cfg Config) (*Forwarder, error) {
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("no upstream resolvers given")
+	}
+	f := &Forwarder{timeout: cfg.Timeout, obs: cfg.Observer, now: time.Now}
+	if f.timeout <= 0 {
+		f.timeout = DefaultTimeout
+	}
+	if f.obs == nil {
+		f.obs = nopObserver{}
+	}
+	for _, s := range cfg.Upstreams {
+		addr, err := ParseUpstream(s)
+		if err != nil {
+			return nil, err
+		}
+		f.ups = append(f.ups, &upstream{addr: addr})
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	if size > 0 {
+		f.cache = newCache(size)
+	}
+	return f, nil
+}
+
+// Upstreams returns the upstream addresses in the order they are asked.
+func (f *Forwarder) Upstreams() []string {
+	out := make([]string, len(f.ups))
+	for i, u := range f.ups {
+		out[i] = u.addr
+	}
+	return out
+}
+
+// CacheLen is the number of cached replies.
+func (f *Forwarder) CacheLen() int {
+	if f.cache == nil {
+		return 0
+	}
+	return f.cache.len()
+}
+
+// Forward answers req (one question) from the cache or an upstream. The
+// reply carries req's id. It fails when every upstream failed or ctx's
+// deadline passed (ctx's cancellation is not watched: the deadline bounds
+// the call).
+func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	if len(req.Question) != 1 {
+		return nil, fmt.Errorf("forward: want exactly one question, got %d", len(req.Question))
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	key := cacheKey(req)
+	if f.cache != nil {
+		if r := f.cache.get(key, f.now()); r != nil {
+			f.obs.ObserveCache(true)
+			r.Id = req.Id
+			return r, nil
+		}
+		f.obs.ObserveCache(false)
+	}
+	// Identical questions in flight share one upstream query: a burst of
+	// lookups for one expired name must not become a burst upstream. The
+	// flight runs to the first caller's deadline (the forward timeout)
+	// whatever happens to that caller, and every caller waits for its
+	// end: one that gave up earlier would leave the flight to end a moment
+	// later and catch the next caller, who would then fail at once.
+	deadline, _ := ctx.Deadline()
+	ch := f.flight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		r, err := f.resolve(fctx, req)
+		if err == nil && f.cache != nil {
+			f.cache.put(key, r, f.now())
+		}
+		return r, err
+	})
+	res := <-ch
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	r := res.Val.(*dns.Msg).Copy()
+	r.Id = req.Id
+	return r, nil
+}
+
+// resolve asks the upstreams in turn. Each gets an equal share of the time
+// left, so a dead one leaves time for the next. Upstreams that keep failing
+// are skipped but for a probe a second: the DNS server's workers wait for
+// this call, and must not all wait on a resolver that is gone.
+func (f *Forwarder) resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	q := upstreamQuery(req)
+	order := f.order()
+	var errs []string
+	var last *dns.Msg
+	for i, u := range order {
+		if !u.mayAsk(f.now()) {
+			errs = append(errs, fmt.Sprintf("%s: failing, not asked (probed once a second)", u.addr))
+			continue
+		}
+		deadline, _ := ctx.Deadline()
+		share := time.Until(deadline) / time.Duration(len(order)-i)
+		if share <= 0 {
+			break
+		}
+		actx, cancel := context.WithTimeout(ctx, share)
+		r, err := f.exchange(actx, u, q)
+		cancel()
+		if err != nil {
+			u.failed(f.now())
+			errs = append(errs, fmt.Sprintf("%s: %v", u.addr, err))
+			continue
+		}
+		if r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused {
+			// This upstream cannot help (broken, or it refuses us);
+			// another may. Its reply stands if none can.
+			last = r
+			errs = append(errs, fmt.Sprintf("%s: %s", u.addr, dns.RcodeToString[r.Rcode]))
+			continue
+		}
+		u.succeeded()
+		return r, nil
+	}
+	if last != nil {
+		return last, nil
+	}
+	if len(errs) == 0 {
+		errs = append(errs, "no time left to ask any")
+	}
+	return nil, fmt.Errorf("forward %s %s: every upstream failed: %s", req.Question[0].Name,
+		dns.TypeToString[req.Question[0].Qtype], strings.Join(errs, "; "))
+}
+
+// order returns the upstreams in configured order, those that failed in
+// the last few seconds moved to the back.
+func (f *Forwarder) order() []*upstream {
+	now := f.now()
+	out := make([]*upstream, 0, len(f.ups))
+	for _, u := range f.ups {
+		if !u.isDown(now) {
+			out = append(out, u)
+		}
+	}
+	for _, u := range f.ups {
+		if u.isDown(now) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// upstreamQuery is the query sent upstream: a fresh random id (the
+// client's id is predictable to whoever sent it, which would help spoof
+// our cache), recursion desired, and an EDNS(0) buffer so that most
+// replies fit in UDP. The DO bit is kept if the asker set it.
+func upstreamQuery(req *dns.Msg) *dns.Msg {
+	q := new(dns.Msg)
+	q.Id = dns.Id()
+	q.RecursionDesired = true
+	q.CheckingDisabled = req.CheckingDisabled
+	q.Question = []dns.Question{req.Question[0]}
+	do := false
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	q.SetEdns0(udpSize, do)
+	return q
+}
+
+// exchange asks one upstream: UDP first, TCP when the reply is truncated.
+func (f *Forwarder) exchange(ctx context.Context, u *upstream, q *dns.Msg) (*dns.Msg, error) {
+	r, err := f.exchangeOver(ctx, "udp", u, q)
+	if err != nil {
+		return nil, err
+	}
+	if r.Truncated {
+		return f.exchangeOver(ctx, "tcp", u, q)
+	}
+	return r, nil
+}
+
+func (f *Forwarder) exchangeOver(ctx context.Context, proto string, u *upstream, q *dns.Msg) (*dns.Msg, error) {
+	c := &dns.Client{Net: proto, UDPSize: udpSize}
+	start := time.Now()
+	r, _, err := c.ExchangeContext(ctx, q, u.addr)
+	if err == nil {
+		err = checkReply(q, r)
+	}
+	f.obs.ObserveUpstream(u.addr, proto, time.Since(start), err)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", proto, err)
+	}
+	return r, nil
+}
+
+// checkReply rejects a reply that does not answer our question: ids are
+// matched by the client, but a reply must also echo the question.
+func checkReply(q, r *dns.Msg) error {
+	if !r.Response {
+		return errors.New("reply is not a response")
+	}
+	if len(r.Question) != 1 {
+		return fmt.Errorf("reply has %d questions", len(r.Question))
+	}
+	got, want := r.Question[0], q.Question[0]
+	if got.Qtype != want.Qtype || got.Qclass != want.Qclass || !strings.EqualFold(got.Name, want.Name) {
+		return fmt.Errorf("reply is for %s %s, not the question asked", got.Name, dns.TypeToString[got.Qtype])
+	}
+	return nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveUpstream(string, string, time.Duration, error) {}
+func (nopObserver) ObserveCache(bool)                                    {}

@@ -1,0 +1,68 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// forwardMetrics is the forward.Observer: upstream exchanges and the
+// forwarder's reply cache. Upstreams come from the configuration, so the
+// upstream label is bounded by what the operator configured.
+type forwardMetrics struct {
+	exchanges *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	hits      prometheus.Counter
+	misses    prometheus.Counter
+}
+
+func newForwardMetrics(reg prometheus.Registerer) *forwardMetrics {
+	m := &forwardMetrics{
+		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "forward", Name: "upstream_requests_total",
+			Help: "Queries sent to upstream resolvers, by upstream, transport and result (ok, timeout, error).",
+		}, []string{"upstream", "proto", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "forward", Name: "upstream_duration_seconds",
+			Help:    "Time an upstream took to answer (successful exchanges only).",
+			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 14),
+		}, []string{"upstream"}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "forward", Name: "cache_hits_total",
+			Help: "Forwarded questions answered from the forwarder's cache.",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "forward", Name: "cache_misses_total",
+			Help: "Forwarded questions not in the forwarder's cache.",
+		}),
+	}
+	reg.MustRegister(m.exchanges, m.duration, m.hits, m.misses)
+	return m
+}
+
+// ObserveUpstream implements forward.Observer.
+func (m *forwardMetrics) ObserveUpstream(upstream, proto string, d time.Duration, err error) {
+	result := "ok"
+	var ne net.Error
+	switch {
+	case err == nil:
+		m.duration.WithLabelValues(upstream).Observe(d.Seconds())
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		result = "timeout"
+	default:
+		result = "error"
+	}
+	m.exchanges.WithLabelValues(upstream, proto, result).Inc()
+}
+
+// ObserveCache implements forward.Observer.
+func (m *forwardMetrics) ObserveCache(hit bool) {
+	if hit {
+		m.hits.Inc()
+	} else {
+		m.misses.Inc()
+	}
+}

@@ -1,0 +1,128 @@
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshdns/meshdns/dnsserver"
+)
+
+// Sources of an answer, the latency histogram's "source" label.
+const (
+	sourceZone    = "zone"    // computed from the registry
+	sourceCache   = "cache"   // from the answer cache
+	sourceForward = "forward" // from an upstream resolver (or its cache)
+	sourceOther   = "other"   // refused, malformed, not implemented...
+)
+
+var sources = []string{sourceZone, sourceCache, sourceForward, sourceOther}
+
+// queryMetrics counts answered queries. It is the dnsserver.Observer and
+// runs on the query path, so it avoids the label lookup (a hash and a
+// shared lock in client_golang) for all but the first query of each
+// (type, rcode, transport) by keeping the counters in a table.
+type queryMetrics struct {
+	requests  *prometheus.CounterVec
+	table     [][][2]atomic.Pointer[counterRef] // [qtype][rcode][transport]
+	duration  [2][]prometheus.Observer          // [transport][source]
+	truncated [2]prometheus.Counter
+	forwarded *prometheus.CounterVec
+	fwdByRc   []atomic.Pointer[counterRef]
+	hits      prometheus.Counter
+	misses    prometheus.Counter
+}
+
+type counterRef struct{ c prometheus.Counter }
+
+var transports = [2]string{dnsserver.UDP.String(), dnsserver.TCP.String()}
+
+func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
+	m := &queryMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "requests_total",
+			Help: "DNS queries answered, by query type (a fixed set, else \"other\"), response code and transport.",
+		}, []string{"type", "rcode", "transport"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "dns", Name: "forwarded_requests_total",
+			Help: "Queries for names outside .internal/.flycast answered through the upstream resolvers, by response code.",
+		}, []string{"rcode"}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "hits_total",
+			Help: "Zone answers served from the answer cache.",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "misses_total",
+			Help: "Zone answers that had to be computed (not in the answer cache).",
+		}),
+	}
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "dns", Name: "request_duration_seconds",
+		Help: "Time from reading a query to having its reply, by transport and by where the answer came from (zone, cache, forward, other).",
+		// 25µs to ~3.3s: zone answers take microseconds, forwarded ones
+		// milliseconds up to the forward timeout.
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 14),
+	}, []string{"transport", "source"})
+	trunc := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "dns", Name: "truncated_responses_total",
+		Help: "Replies sent with the TC bit (the client should retry over TCP).",
+	}, []string{"transport"})
+	reg.MustRegister(m.requests, m.forwarded, m.hits, m.misses, dur, trunc)
+
+	m.table = make([][][2]atomic.Pointer[counterRef], len(qtypeLabels)+1)
+	for i := range m.table {
+		m.table[i] = make([][2]atomic.Pointer[counterRef], len(rcodeLabels)+1)
+	}
+	m.fwdByRc = make([]atomic.Pointer[counterRef], len(rcodeLabels)+1)
+	for t, tr := range transports {
+		m.truncated[t] = trunc.WithLabelValues(tr)
+		for _, src := range sources {
+			m.duration[t] = append(m.duration[t], dur.WithLabelValues(tr, src))
+		}
+	}
+	return m
+}
+
+// ObserveQuery implements dnsserver.Observer.
+func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
+	tr := 0
+	if q.Transport == dnsserver.TCP {
+		tr = 1
+	}
+	qi, ri := qtypeIndex(q.Qtype), rcodeIndex(q.Rcode)
+	m.counter(&m.table[qi][ri][tr], func() prometheus.Counter {
+		return m.requests.WithLabelValues(qtypeName(qi), rcodeName(ri), transports[tr])
+	}).Inc()
+
+	src := 3 // other
+	switch {
+	case q.Forwarded:
+		src = 2
+		m.counter(&m.fwdByRc[ri], func() prometheus.Counter {
+			return m.forwarded.WithLabelValues(rcodeName(ri))
+		}).Inc()
+	case q.Cached:
+		src = 1
+		m.hits.Inc()
+	case q.Org != "" && q.Rcode != dns.RcodeRefused && q.Rcode != dns.RcodeServerFailure:
+		// Answered from the zone for a known asker: the cache was asked.
+		src = 0
+		m.misses.Inc()
+	}
+	m.duration[tr][src].Observe(q.Duration.Seconds())
+	if q.Truncated {
+		m.truncated[tr].Inc()
+	}
+}
+
+// counter returns the table entry, creating its series on first use.
+func (m *queryMetrics) counter(p *atomic.Pointer[counterRef], mk func() prometheus.Counter) prometheus.Counter {
+	if r := p.Load(); r != nil {
+		return r.c
+	}
+	// Two goroutines may race here; both get the same series from the vec.
+	r := &counterRef{c: mk()}
+	p.Store(r)
+	return r.c
+}
