@@ -3,10 +3,12 @@ package dnsserver
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"time"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 
 	"github.com/meshdns/meshdns/registry"
 )
@@ -17,10 +19,16 @@ import (
 type worker struct {
 	s     *Server
 	cache *answerCache
-	lower [255]byte
-	key   []byte
-	out   []byte
-	tmp   []byte
+	// conn and from are the socket and client of the packet being handled,
+	// for replies sent later by a forwarding goroutine; nil conn (tests)
+	// forwards in line.
+	conn     *net.UDPConn
+	from     netip.AddrPort
+	wildcard bool
+	lower    [255]byte
+	key      []byte
+	out      []byte
+	tmp      []byte
 }
 
 func (s *Server) newWorker() *worker {
@@ -55,8 +63,12 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	}
 	name := w.lower[:wq.nameLen]
 	zone := name[wq.zoneStart:wq.zoneEnd]
-	if wq.appStart == wq.appEnd && wq.zoneStart == wq.zoneEnd ||
-		!bytes.Equal(zone, zoneInternal) && !bytes.Equal(zone, zoneFlycast) || bytes.Equal(name, whoamiName) {
+	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast)
+	if !inZone && w.conn != nil && s.cfg.Load().Forwarder != nil {
+		// Forwarding waits on an upstream: never in this worker.
+		return w.forwardAsync(raw, src, dst)
+	}
+	if !inZone || bytes.Equal(name, whoamiName) {
 		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
 	snap := s.store.Snapshot()
@@ -163,4 +175,35 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	w.cache.entries[string(w.key)] = e
 	s.observe(info, start)
 	return e
+}
+
+// forwardAsync answers a query for a name outside our zones on its own
+// goroutine, so a slow upstream holds up no worker. In-flight forwards are
+// bounded; past the bound the query gets SERVFAIL at once.
+func (w *worker) forwardAsync(raw []byte, src, dst netip.Addr) []byte {
+	s := w.s
+	q := Query{Raw: raw, Src: src, Dst: dst, Transport: UDP}
+	select {
+	case s.forwardSlots <- struct{}{}:
+	default:
+		return headerOnlyReply(raw, dns.RcodeServerFailure)
+	}
+	q.Raw = append([]byte(nil), raw...)
+	conn, from := w.conn, w.from
+	wildcard := w.wildcard
+	go func() {
+		defer func() { <-s.forwardSlots }()
+		out := s.general(q)
+		if out == nil {
+			return
+		}
+		var ctl []byte
+		if wildcard {
+			ctl = srcControl(make([]byte, 0, oobSize), dst)
+		}
+		if _, _, err := conn.WriteMsgUDPAddrPort(out, ctl, from); err != nil && !s.closing.Load() {
+			s.log.Debug("udp write failed", zap.Stringer("to", from), zap.Error(err))
+		}
+	}()
+	return nil
 }

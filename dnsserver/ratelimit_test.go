@@ -16,7 +16,7 @@ func TestRateLimitPerPrefix(t *testing.T) {
 	w := s.newWorker()
 	ok := pack(t, query("web.internal.", dns.TypeAAAA))
 	nx := pack(t, query("nope.internal.", dns.TypeAAAA))
-	flooder := netip.MustParseAddr("fdaa:0:18:a7b:1::99")  // same /64 as acmeSrc
+	flooder := netip.MustParseAddr("fdaa:0:18:a7b:1::99") // same /64 as acmeSrc
 	neighbour := netip.MustParseAddr("fdaa:0:18:ffff::1") // another /64 of the same org
 	v4 := netip.MustParseAddr("192.0.2.7")
 	v4same := netip.MustParseAddr("192.0.2.200")

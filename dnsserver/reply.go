@@ -212,10 +212,15 @@ func (s *Server) forward(m *dns.Msg, req *dns.Msg, cfg *Config, info *QueryInfo)
 	up.RecursionDesired = true
 	up.CheckingDisabled = req.CheckingDisabled
 	up.Question = req.Question
+	if opt := req.IsEdns0(); opt != nil {
+		// Carry the client's DNSSEC OK bit, and ask for our size.
+		up.SetEdns0(cfg.UDPSize, opt.Do())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ForwardTimeout)
 	defer cancel()
 	r, err := cfg.Forwarder.Forward(ctx, up)
 	if err != nil || r == nil {
+		s.log.Debug("forwarding failed; answering SERVFAIL", zap.String("name", req.Question[0].Name), zap.Error(err))
 		m.Rcode = dns.RcodeServerFailure
 		return
 	}

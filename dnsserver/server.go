@@ -54,6 +54,9 @@ type Config struct {
 	Log         *zap.Logger
 }
 
+// maxForwardsInFlight bounds the forwarded UDP queries waiting on upstreams.
+const maxForwardsInFlight = 1000
+
 // DefaultUDPSize is the EDNS buffer size recommended by DNS Flag Day 2020.
 const DefaultUDPSize = 1232
 
@@ -64,6 +67,8 @@ type Server struct {
 	cfg     atomic.Pointer[Config]
 	limiter atomic.Pointer[rateLimiter]
 	clock   *coarseClock
+	// forwardSlots bounds forwarded queries in flight.
+	forwardSlots chan struct{}
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
@@ -96,7 +101,7 @@ func New(cfg Config, store *registry.Store) *Server {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock()}
+	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock(), forwardSlots: make(chan struct{}, maxForwardsInFlight)}
 	s.setConfig(&cfg)
 	return s
 }
@@ -226,6 +231,7 @@ func (s *Server) serveUDP(c *net.UDPConn, wildcard bool) {
 	replyOOB := make([]byte, 0, oobSize)
 	dst := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
 	w := s.newWorker()
+	w.conn, w.wildcard = c, wildcard
 	for {
 		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
@@ -238,6 +244,7 @@ func (s *Server) serveUDP(c *net.UDPConn, wildcard bool) {
 		if wildcard {
 			dst = parseDst(oob[:oobn])
 		}
+		w.from = from
 		out := w.handle(buf[:n], from.Addr(), dst)
 		if out == nil {
 			continue

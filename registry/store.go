@@ -22,7 +22,7 @@ type Store struct {
 	mu       sync.Mutex // serialises feeders; readers never take it
 	st       *state
 	gen      uint64
-	listener func(old, new *Snapshot, evs []Event)
+	listeners []func(old, new *Snapshot, evs []Event)
 }
 
 // StoreOption configures a Store.
@@ -36,9 +36,9 @@ func WithClock(now func() time.Time) StoreOption { return func(s *Store) { s.now
 
 // WithListener registers a function called after each published change,
 // with the events that caused it (nil for a full load). It runs on the
-// feeder's goroutine and must be quick.
+// feeder's goroutine and must be quick. Several may be registered.
 func WithListener(fn func(old, new *Snapshot, evs []Event)) StoreOption {
-	return func(s *Store) { s.listener = fn }
+	return func(s *Store) { s.listeners = append(s.listeners, fn) }
 }
 
 // NewStore makes an empty Store for keys under prefix. Snapshot returns nil
@@ -102,9 +102,7 @@ func (l *Load) commit(rev int64, stale bool) {
 	s.st = st
 	s.logInvalid()
 	old := s.snap.Swap(next)
-	if s.listener != nil {
-		s.listener(old, next, nil)
-	}
+	s.notify(old, next, nil)
 }
 
 // Apply applies the events of one etcd revision range ending at rev. The
@@ -122,8 +120,12 @@ func (s *Store) Apply(rev int64, evs []Event) {
 	next := s.st.publish(old, rev, &s.gen, s.now())
 	s.logInvalid()
 	s.snap.Store(next)
-	if s.listener != nil {
-		s.listener(old, next, evs)
+	s.notify(old, next, evs)
+}
+
+func (s *Store) notify(old, next *Snapshot, evs []Event) {
+	for _, fn := range s.listeners {
+		fn(old, next, evs)
 	}
 }
 

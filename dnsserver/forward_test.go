@@ -1,0 +1,65 @@
+package dnsserver
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/forward"
+)
+
+// TestSlowUpstreamBlocksNoWorker floods the server with queries for an
+// upstream that never answers (a bound socket that reads nothing) and checks
+// that .internal queries are still answered at once.
+func TestSlowUpstreamBlocksNoWorker(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	fw, err := forward.New(forward.Config{Upstreams: []string{dead.LocalAddr().String()}, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestServer(t, testRegistry(0), "acme")
+	cfg := *s.cfg.Load()
+	cfg.Forwarder, cfg.ForwardTimeout = fw, 3*time.Second
+	s.Reconfigure(cfg)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	addr := s.Addrs()[0].String()
+
+	// More forwarded queries than there are UDP workers, all waiting.
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 100 {
+		m := query("example.com.", dns.TypeA)
+		m.Id = uint16(i)
+		if _, err := c.Write(pack(t, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the workers pick them up
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &dns.Client{Net: "udp", Timeout: 500 * time.Millisecond}
+			r, _, err := cl.Exchange(query("web.internal.", dns.TypeAAAA), addr)
+			if err != nil || len(r.Answer) != 2 {
+				t.Errorf("internal query during forwarding flood: %v %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
