@@ -30,6 +30,19 @@ type SyncerConfig struct {
 	// StallTimeout is how long the watch may go without any response
 	// (event or progress) before it is torn down and restarted.
 	StallTimeout time.Duration
+	// RequestTimeout bounds each read of a full load.
+	RequestTimeout time.Duration
+	// ReloadJitter spreads the full loads that follow a compacted watch
+	// over [0, ReloadJitter), so a fleet restarting together from old
+	// local copies does not read the whole registry from etcd at once.
+	ReloadJitter time.Duration
+	// ReconcileInterval is how often the snapshot is compared with etcd's
+	// contents at the snapshot's revision; any difference is logged with
+	// its keys, counted, and repaired by a full load. 0 turns it off.
+	ReconcileInterval time.Duration
+	// ClusterID, when set, is the etcd cluster the store's snapshot came
+	// from (a local copy's); a different cluster means a full load.
+	ClusterID uint64
 }
 
 // Status describes how current the store is with etcd.
@@ -47,6 +60,11 @@ type Status struct {
 	Loads, WatchRestarts uint64
 	// LastError is the last error met talking to etcd, if any.
 	LastError string
+	// Reconciles counts comparisons with etcd; Drift counts the keys they
+	// found differing (zero in a healthy run).
+	Reconciles, Drift uint64
+	// ClusterID is the etcd cluster last talked to.
+	ClusterID uint64
 }
 
 // Syncer keeps a Store current with etcd: it loads the registry at one
@@ -62,8 +80,14 @@ type Syncer struct {
 	lastContact   atomic.Int64 // unix nanoseconds
 	loads         atomic.Uint64
 	watchRestarts atomic.Uint64
-	mu            sync.Mutex
-	lastErr       string
+	reconciles    atomic.Uint64
+	drift         atomic.Uint64
+	clusterID     atomic.Uint64
+	// reload asks the running watch to stop for a full load (reconcile
+	// found drift, or the cluster is not the one the snapshot came from).
+	reload  chan string
+	mu      sync.Mutex
+	lastErr string
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
@@ -77,10 +101,37 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 3 * cfg.ProgressInterval
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	return &Syncer{cfg: cfg}
+	s := &Syncer{cfg: cfg, reload: make(chan string, 1)}
+	s.clusterID.Store(cfg.ClusterID)
+	return s
+}
+
+// ClusterID is the etcd cluster the store's snapshot reflects (0 before
+// first contact), for labelling a local copy.
+func (s *Syncer) ClusterID() uint64 { return s.clusterID.Load() }
+
+// noteCluster records the cluster a response came from; a change of
+// cluster under a snapshot means it must be reloaded.
+func (s *Syncer) noteCluster(id uint64) {
+	if id == 0 {
+		return
+	}
+	if old := s.clusterID.Swap(id); old != 0 && old != id {
+		s.requestReload(fmt.Sprintf("etcd cluster is %x, the snapshot came from %x", id, old))
+	}
+}
+
+func (s *Syncer) requestReload(why string) {
+	select {
+	case s.reload <- why:
+	default:
+	}
 }
 
 // Status reports the syncer's state.
@@ -96,6 +147,9 @@ func (s *Syncer) Status() Status {
 		Loads:         s.loads.Load(),
 		WatchRestarts: s.watchRestarts.Load(),
 		LastError:     lastErr,
+		Reconciles:    s.reconciles.Load(),
+		Drift:         s.drift.Load(),
+		ClusterID:     s.clusterID.Load(),
 	}
 }
 
@@ -105,9 +159,15 @@ var errCompacted = errors.New("watch revision compacted")
 // errStalled marks a watch that stopped answering.
 var errStalled = errors.New("watch made no progress")
 
+// errReload marks a watch stopped for a full load.
+var errReload = errors.New("full load requested")
+
 // Run keeps the store in sync until ctx ends.
 func (s *Syncer) Run(ctx context.Context) error {
 	needLoad := s.cfg.Store.Snapshot() == nil
+	if s.cfg.ReconcileInterval > 0 {
+		go s.reconcileLoop(ctx)
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if needLoad {
@@ -129,9 +189,21 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		s.watchRestarts.Add(1)
 		if errors.Is(err, errCompacted) {
+			wait := time.Duration(0)
+			if s.cfg.ReloadJitter > 0 {
+				wait = rand.N(s.cfg.ReloadJitter)
+			}
 			s.cfg.Log.Warn("watch revision was compacted; loading the registry again in full",
-				zap.Int64("revision", s.cfg.Store.Revision()))
+				zap.Int64("revision", s.cfg.Store.Revision()), zap.Duration("after", wait.Round(time.Millisecond)))
+			if !sleep(ctx, wait) {
+				break
+			}
 			needLoad = true
+			continue
+		} else if errors.Is(err, errReload) {
+			s.cfg.Log.Warn("loading the registry again in full", zap.String("reason", err.Error()))
+			needLoad = true
+			continue
 		} else {
 			s.fail("watch", err)
 		}
@@ -172,11 +244,14 @@ func (s *Syncer) load(ctx context.Context) error {
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := s.cfg.Client.Get(ctx, key, opts...)
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		resp, err := s.cfg.Client.Get(rctx, key, opts...)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("read %s at revision %d: %w", key, rev, err)
 		}
 		s.contact()
+		s.clusterID.Store(resp.Header.ClusterId)
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
@@ -212,12 +287,26 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			return ctx.Err()
 		case <-ticker.C:
 			if time.Since(lastResp) > s.cfg.StallTimeout {
-				return fmt.Errorf("%w for %s", errStalled, time.Since(lastResp).Round(time.Second))
+				// etcd sends no progress notifications to a watch whose
+				// start revision it has not reached yet, so silence may
+				// just mean nothing was written. Ask etcd where it is.
+				cur, err := s.etcdRevision(wctx)
+				switch {
+				case err != nil:
+					return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, time.Since(lastResp).Round(time.Second), err)
+				case cur < from:
+					lastResp = time.Now()
+					s.ready.Store(true)
+				default:
+					return fmt.Errorf("%w for %s while etcd moved on to revision %d", errStalled, time.Since(lastResp).Round(time.Second), cur)
+				}
 			}
 			// Errors here surface as silence, which the check above catches.
 			rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
 			_ = s.cfg.Client.RequestProgress(rctx)
 			rcancel()
+		case why := <-s.reload:
+			return fmt.Errorf("%w: %s", errReload, why)
 		case resp, ok := <-wch:
 			if !ok {
 				return errors.New("watch channel closed")
@@ -230,8 +319,20 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			}
 			lastResp = time.Now()
 			s.contact()
+			s.noteCluster(resp.Header.ClusterId)
 			if resp.Created {
-				s.ready.Store(true)
+				// Created says the watch runs, not that we have caught up:
+				// a watch resumed from a local copy's old revision has
+				// history to replay. It is current if etcd has not reached
+				// its start yet; otherwise the progress notification we ask
+				// for comes once everything before it was delivered.
+				if cur, err := s.etcdRevision(wctx); err == nil && cur < from {
+					s.ready.Store(true)
+				} else {
+					rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
+					_ = s.cfg.Client.RequestProgress(rctx)
+					rcancel()
+				}
 				continue
 			}
 			if resp.IsProgressNotify() {
@@ -255,6 +356,19 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			s.cfg.Store.Apply(rev, evs)
 		}
 	}
+}
+
+// etcdRevision asks etcd for its current revision with a linearizable read
+// of nothing, which also proves a leader is reachable.
+func (s *Syncer) etcdRevision(ctx context.Context) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
+	defer cancel()
+	resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	s.contact()
+	return resp.Header.Revision, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -1,0 +1,132 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// A watch can miss events without saying so (a bug, a partitioned member):
+// servers that never compared their cache with the source served deleted
+// records for months. The reconcile reads etcd at the revision of the
+// current snapshot — the same point in history — builds what it would
+// serve, and compares. A difference is drift: logged with its keys,
+// counted, and repaired by a full load through the watch loop.
+
+func (s *Syncer) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.ready.Load() {
+			continue
+		}
+		diff, err := s.Reconcile(ctx)
+		if err != nil {
+			s.cfg.Log.Info("reconcile skipped", zap.Error(err))
+			continue
+		}
+		if len(diff) > 0 {
+			s.requestReload(fmt.Sprintf("reconcile found %d differing keys", len(diff)))
+		}
+	}
+}
+
+// Reconcile compares the current snapshot with etcd's contents at the
+// snapshot's revision and returns the registry paths that differ. It counts
+// and logs any drift; the caller decides how to repair it.
+func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
+	snap := s.cfg.Store.Snapshot()
+	if snap == nil || snap.Stale {
+		return nil, fmt.Errorf("no confirmed snapshot yet")
+	}
+	fresh := NewStore(s.cfg.Prefix)
+	l := fresh.BeginLoad()
+	end := clientv3.GetPrefixRangeEnd(s.cfg.Prefix)
+	key := s.cfg.Prefix
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		resp, err := s.cfg.Client.Get(rctx, key, clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize),
+			clientv3.WithRev(snap.Revision), clientv3.WithSerializable())
+		cancel()
+		if err != nil {
+			// Compacted past the snapshot's revision, or etcd is away:
+			// nothing to compare against this time.
+			return nil, fmt.Errorf("read registry at revision %d: %w", snap.Revision, err)
+		}
+		for _, kv := range resp.Kvs {
+			l.Add(Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	l.Commit(snap.Revision)
+	diff := DiffSnapshots(snap, fresh.Snapshot())
+	s.reconciles.Add(1)
+	if len(diff) > 0 {
+		s.drift.Add(uint64(len(diff)))
+		shown := diff[:min(len(diff), 20)]
+		s.cfg.Log.Error("snapshot differs from etcd; repairing with a full load",
+			zap.Int64("revision", snap.Revision), zap.Int("keys", len(diff)), zap.Strings("first_keys", shown))
+	}
+	return diff, nil
+}
+
+// DiffSnapshots lists the registry paths whose served value differs
+// between a and b, sorted.
+func DiffSnapshots(a, b *Snapshot) []string {
+	av, bv := servedObjects(a), servedObjects(b)
+	var out []string
+	for k, x := range av {
+		if y, ok := bv[k]; !ok || !reflect.DeepEqual(x, y) {
+			out = append(out, k)
+		}
+	}
+	for k := range bv {
+		if _, ok := av[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// servedObjects flattens what a snapshot serves into path → value.
+func servedObjects(s *Snapshot) map[string]any {
+	out := map[string]any{}
+	for code, r := range s.regions {
+		out[RegionKey(code).Path()] = *r
+	}
+	for region, g := range s.gateways {
+		out[GatewayKey(region).Path()] = *g
+	}
+	s.RangeOrgs(func(o *Org) bool {
+		out[OrgKey(o.Name).Path()] = o.Network
+		for _, an := range o.AppNames() {
+			a := o.App(an)
+			out[AppKey(o.Name, an).Path()] = a.Flycast
+			for _, m := range a.Machines {
+				mv := *m
+				mv.Metadata = maps.Clone(m.Metadata)
+				out[MachineKey(o.Name, an, m.ID).Path()] = mv
+			}
+		}
+		for _, pn := range o.PeerNames() {
+			out[PeerKey(o.Name, pn).Path()] = *o.Peer(pn)
+		}
+		return true
+	})
+	return out
+}
