@@ -31,6 +31,8 @@ type options struct {
 	etcdKey             string
 	etcdUser            string
 	dataDir             string
+	reconcileInterval   time.Duration
+	localCopyInterval   time.Duration
 	embeddedEtcdURL     string
 	embeddedEtcdPeerURL string
 	region              string
@@ -92,6 +94,10 @@ org, region, query log).`,
 	return cmd
 }
 
+// defaultRateLimit is far above what the machines of one host ask (a /64
+// is one org's machines on one host), so only floods meet it.
+const defaultRateLimit = 20000
+
 func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "YAML file with settings keyed by flag name; flags given here override it; SIGHUP reloads it")
 	f.StringArrayVar(&o.listen, "listen", []string{"127.0.0.1:1053", "[::1]:1053"}, "address to answer DNS on, UDP and TCP (repeatable)")
@@ -112,10 +118,12 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.upstream, "upstream", nil, "resolver for names outside .internal/.flycast, IP[:port] (repeatable, asked in order); none: REFUSED")
 	f.DurationVar(&o.forwardTimeout, "forward-timeout", 2*time.Second, "time a forwarded query may take, all upstreams together, before SERVFAIL")
 	f.IntVar(&o.forwardCacheSize, "forward-cache-size", forward.DefaultCacheSize, "most forwarded answers kept in the cache; 0 turns the cache off")
-	f.IntVar(&o.rateLimit, "rate-limit", 0, "UDP queries per second one source prefix (IPv6 /64, IPv4 /24) may send; 0: no limit")
+	f.IntVar(&o.rateLimit, "rate-limit", defaultRateLimit, "UDP queries per second one source prefix (IPv6 /64, IPv4 /24) may send; 0: no limit (load benchmarks from one source)")
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
 	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; more wait to be accepted")
 	f.IntVar(&o.queryLogSample, "query-log-sample", 0, "log 1 in N queries at info level; 0 logs none")
+	f.DurationVar(&o.reconcileInterval, "reconcile-interval", 5*time.Minute, "how often to compare the snapshot with etcd and repair drift; 0 turns it off")
+	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")
 	f.BoolVar(&o.demo, "demo", false, "seed a sample org 'demo' and answer loopback askers as its members")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

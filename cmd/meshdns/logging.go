@@ -58,6 +58,8 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Int("error_rate_limit", o.errorRateLimit),
 		zap.Int("max_tcp_conns", o.maxTCPConns),
 		zap.Int("query_log_sample", o.queryLogSample),
+		zap.Duration("reconcile_interval", o.reconcileInterval),
+		zap.Duration("local_copy_interval", o.localCopyInterval),
 		zap.Bool("demo", o.demo),
 		zap.String("log_level", o.logLevel),
 	)

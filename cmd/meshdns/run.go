@@ -56,7 +56,11 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	defer cli.Close()
-	syncer := registry.NewSyncer(registry.SyncerConfig{Client: cli, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync")})
+	cluster := loadLocalCopy(o, store, log.Named("registry"))
+	syncer := registry.NewSyncer(registry.SyncerConfig{Client: cli, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
+		ClusterID: cluster, ReconcileInterval: o.reconcileInterval,
+		// Spread the full loads of a fleet restarting from stale copies.
+		ReloadJitter: 5 * time.Second})
 	m.WatchRegistry(store, syncer.Status)
 
 	// The HTTP endpoint comes first, so /healthz answers and /readyz
@@ -92,15 +96,20 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	syncDone := make(chan struct{})
+	syncDone, copyDone := make(chan struct{}), make(chan struct{})
 	syncCtx, cancelSync := context.WithCancel(ctx)
 	go func() {
 		defer close(syncDone)
 		_ = syncer.Run(syncCtx)
 	}()
+	go func() {
+		defer close(copyDone)
+		saveLocalCopies(syncCtx, o, store, syncer, log.Named("registry"))
+	}()
 	defer func() {
 		cancelSync()
 		<-syncDone
+		<-copyDone
 	}()
 
 	rs := &runtimeSettings{level: level, log: log, fwdObs: m.Forward(), qlog: newQueryLog(log.Named("query"), o.queryLogSample)}

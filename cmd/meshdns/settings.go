@@ -121,6 +121,8 @@ func restartOnly(a, b *options) []string {
 	diff("embedded-etcd-url", a.embeddedEtcdURL == b.embeddedEtcdURL)
 	diff("embedded-etcd-peer-url", a.embeddedEtcdPeerURL == b.embeddedEtcdPeerURL)
 	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
+	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
+	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
 	diff("demo", a.demo == b.demo)
 	return changed
 }
