@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -30,6 +31,7 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 	if err != nil {
 		return 0, err
 	}
+	existing := maps.Clone(networks)
 	held := map[netip.Prefix]string{}
 	for name, n := range networks {
 		held[n] = name
@@ -52,6 +54,14 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 	var orgPuts, otherPuts []clientv3.Op
 	putOpts := leaseOpts(opts)
 	now := w.now().UTC()
+	// A key given twice is written once, with its last value: etcd refuses
+	// a transaction that puts a key twice, and two transactions running at
+	// once would leave either value.
+	type slot struct {
+		org bool
+		i   int
+	}
+	at := map[string]slot{}
 	for i, it := range items {
 		k, err := validateItem(it, networks, now)
 		if err != nil {
@@ -62,10 +72,32 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 			return 0, fmt.Errorf("item %d (%s): %w", i+1, k, err)
 		}
 		op := clientv3.OpPut(w.key(k), string(data), putOpts...)
-		if k.Kind == KindOrg {
+		switch sl, ok := at[w.key(k)]; {
+		case ok && sl.org:
+			orgPuts[sl.i] = op
+		case ok:
+			otherPuts[sl.i] = op
+		case k.Kind == KindOrg:
+			at[w.key(k)] = slot{true, len(orgPuts)}
 			orgPuts = append(orgPuts, op)
-		} else {
+		default:
+			at[w.key(k)] = slot{false, len(otherPuts)}
 			otherPuts = append(otherPuts, op)
+		}
+	}
+	// An org that changes network must not leave addresses outside it,
+	// except those this batch rewrites (checked above).
+	written := make(map[string]bool, len(at))
+	for key := range at {
+		written[key] = true
+	}
+	for i, it := range items {
+		o, ok := it.(*OrgValue)
+		if !ok || !existing[o.Name].IsValid() || existing[o.Name] == networks[o.Name] {
+			continue
+		}
+		if err := w.checkMembers(ctx, o.Name, networks[o.Name], 0, written); err != nil {
+			return 0, fmt.Errorf("item %d: %w", i+1, err)
 		}
 	}
 	if err := w.commitBatches(ctx, orgPuts); err != nil {

@@ -120,17 +120,19 @@ func (st *state) apply(ev Event) {
 		if o.value != nil {
 			o.createRev = ev.CreateRevision
 			nk := netKeyOf(o.value.Network.Addr())
+			before := st.holder(nk)
 			if st.claims[nk] == nil {
 				st.claims[nk] = map[string]int64{}
 			}
 			st.claims[nk][k.Name] = ev.CreateRevision
-			st.markClaimants(nk)
+			st.markClaimants(nk, before)
 		}
 		st.markOrg(k.Name).all = true
 		st.globalDirty = true
 	case KindApp:
 		a := st.app(k.Org, k.App)
 		a.value, _ = v.(*AppValue)
+		st.forgetApp(k.Org, k.App, a)
 		st.markOrg(k.Org).apps[k.App] = true
 	case KindMachine:
 		a := st.app(k.Org, k.App)
@@ -139,6 +141,7 @@ func (st *state) apply(ev Event) {
 		} else {
 			delete(a.machines, k.Name)
 		}
+		st.forgetApp(k.Org, k.App, a)
 		st.markOrg(k.Org).apps[k.App] = true
 	case KindPeer:
 		o := st.org(k.Org)
@@ -175,6 +178,14 @@ func (st *state) app(org, app string) *appState {
 	return a
 }
 
+// forgetApp drops the state of an app that has neither a value nor machines
+// left, so the work of a later update never grows with apps that are gone.
+func (st *state) forgetApp(org, app string, a *appState) {
+	if a.value == nil && len(a.machines) == 0 {
+		delete(st.orgs[org].apps, app)
+	}
+}
+
 // unclaim drops the org's claim on its current network, so whoever is next in
 // line for that /48 gets rebuilt.
 func (st *state) unclaim(name string, o *orgState) {
@@ -182,14 +193,26 @@ func (st *state) unclaim(name string, o *orgState) {
 		return
 	}
 	nk := netKeyOf(o.value.Network.Addr())
+	before := st.holder(nk)
 	delete(st.claims[nk], name)
-	st.markClaimants(nk)
 	if len(st.claims[nk]) == 0 {
 		delete(st.claims, nk)
 	}
+	st.markClaimants(nk, before)
 }
 
-func (st *state) markClaimants(nk netKey) {
+// markClaimants marks the orgs claiming nk for a rebuild if a claim change
+// moved the network to another holder: the old holder stops being served,
+// the new one starts, and the others' reasons name the new holder. A claim
+// that changes no holder touches no other org, so one org's writes never
+// rebuild (nor bump the serial of) another.
+func (st *state) markClaimants(nk netKey, before string) {
+	if st.holder(nk) == before {
+		return
+	}
+	if before != "" {
+		st.markOrg(before).all = true
+	}
 	for name := range st.claims[nk] {
 		st.markOrg(name).all = true
 	}
@@ -242,14 +265,15 @@ func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *
 			next.gateways[k] = v
 		}
 	}
-	clear(st.dirty)
-	st.globalDirty = false
-	// Forget orgs that hold nothing any more.
-	for name, o := range st.orgs {
-		if o.value == nil && len(o.apps) == 0 && len(o.peers) == 0 {
+	// Forget orgs that hold nothing any more; only changed orgs can have
+	// become empty.
+	for name := range st.dirty {
+		if o := st.orgs[name]; o != nil && o.value == nil && len(o.apps) == 0 && len(o.peers) == 0 {
 			delete(st.orgs, name)
 		}
 	}
+	clear(st.dirty)
+	st.globalDirty = false
 	return &next
 }
 
@@ -265,23 +289,26 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		st.markOutside(name, os)
 		return nil
 	}
+	// It may have been refused before (its network held by another org).
+	delete(st.invalid, st.prefix+OrgKey(name).Path())
 	network := os.value.Network
+	// The serial grows from the previous one even when the org is rebuilt
+	// from scratch (new network, full load).
+	was := prev
+	if was == nil && st.serialFloor != nil {
+		was = st.serialFloor.Org(name)
+	}
 	if prev != nil && prev.Network != network {
 		prev = nil // every address moves: start from scratch
 	}
 	*gen++
 	o := &Org{Name: name, Network: network, Gen: *gen, Serial: uint32(now.Unix())}
+	if was != nil && was.Serial >= o.Serial {
+		o.Serial = was.Serial + 1
+	}
 	if prev != nil {
-		if prev.Serial >= o.Serial {
-			o.Serial = prev.Serial + 1
-		}
 		o.apps, o.appNames, o.peers, o.peerNames, o.owners = prev.apps, prev.appNames, prev.peers, prev.peerNames, prev.owners
 	} else {
-		if st.serialFloor != nil {
-			if was := st.serialFloor.Org(name); was != nil && was.Serial >= o.Serial {
-				o.Serial = was.Serial + 1
-			}
-		}
 		o.apps = newShardedMap[string, *App](hashString)
 		o.owners = newShardedMap[netip.Addr, Owner](hashAddr)
 		o.peers = map[string]*Peer{}
@@ -295,8 +322,15 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 			old, _ = prev.apps.Get(appName)
 		}
 		a := st.buildApp(name, appName, os.apps[appName], network, gen)
+		// Touch the owners of changed machines only: an unchanged machine
+		// keeps its *Machine, and rewriting the owner of every machine of
+		// the app would copy most shards of the org's owner map, making
+		// each event cost in proportion to the org instead of the change.
 		if old != nil {
 			for _, m := range old.Machines {
+				if a != nil && a.byID[m.ID] == m {
+					continue
+				}
 				if cur, ok := owners.m.Get(m.IP); ok && cur.Machine == m {
 					owners.Delete(m.IP)
 				}
@@ -314,7 +348,9 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		}
 		apps.Set(appName, a)
 		for _, m := range a.Machines {
-			owners.Set(m.IP, Owner{Machine: m})
+			if old == nil || old.byID[m.ID] != m {
+				owners.Set(m.IP, Owner{Machine: m})
+			}
 		}
 	}
 	if d.all {
@@ -355,12 +391,6 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		}
 		slices.Sort(o.peerNames)
 	}
-	// Drop apps whose state is gone entirely.
-	for appName, as := range os.apps {
-		if as.value == nil && len(as.machines) == 0 {
-			delete(os.apps, appName)
-		}
-	}
 	o.apps, o.owners = apps.Done(), owners.Done()
 	if appSetChanged || prev == nil {
 		o.appNames = make([]string, 0, o.apps.Len())
@@ -380,11 +410,17 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 		return nil
 	}
 	a := &App{Org: org, Name: name, byID: make(map[string]*Machine, len(as.machines))}
-	if as.value != nil {
-		a.Flycast = as.value.Flycast
-		if a.Flycast.IsValid() && !network.Contains(a.Flycast) {
-			st.setInvalid(st.prefix+AppKey(org, name).Path(), "flycast "+a.Flycast.String()+": outside the org's network "+network.String())
-			a.Flycast = netip.Addr{}
+	// An app value that breaks a rule is skipped like any other value: the
+	// app then exists only through its machines.
+	value := as.value
+	if value != nil {
+		key := st.prefix + AppKey(org, name).Path()
+		if err := CheckAddrIn("flycast", value.Flycast, network); value.Flycast.IsValid() && err != nil {
+			st.setInvalid(key, err.Error())
+			value = nil
+		} else {
+			delete(st.invalid, key)
+			a.Flycast = value.Flycast
 		}
 	}
 	for id, m := range as.machines {
@@ -399,7 +435,7 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 			a.byID[id] = m
 		}
 	}
-	if as.value == nil && len(a.Machines) == 0 {
+	if value == nil && len(a.Machines) == 0 {
 		return nil
 	}
 	slices.SortFunc(a.Machines, func(x, y *Machine) int {
@@ -424,6 +460,9 @@ func (st *state) markOutside(org string, os *orgState) {
 	}
 	reason := "org " + org + " is not registered or not served"
 	for appName, as := range os.apps {
+		if as.value != nil {
+			st.setInvalid(st.prefix+AppKey(org, appName).Path(), reason)
+		}
 		for id := range as.machines {
 			st.setInvalid(st.prefix+MachineKey(org, appName, id).Path(), reason)
 		}

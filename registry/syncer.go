@@ -303,6 +303,19 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			}
 			// Errors here surface as silence, which the check above catches.
 			rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
+			if s.cfg.Store.Revision() < from {
+				// etcd sends no progress notification while its revision
+				// is below the watch's start revision, i.e. while nothing
+				// at all was written since the load. A linearizable read
+				// proves the snapshot current then; without it a quiet
+				// etcd would never make the syncer ready, and the watch
+				// would be torn down as stalled over and over.
+				if resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly()); err == nil && resp.Header.Revision < from {
+					lastResp = time.Now()
+					s.contact()
+					s.ready.Store(true)
+				}
+			}
 			_ = s.cfg.Client.RequestProgress(rctx)
 			rcancel()
 		case why := <-s.reload:

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -140,6 +141,11 @@ func Decode(k Key, data []byte) (any, error) {
 func unmarshal(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("value is not valid JSON for this key: %w", err)
+	}
+	// json.Unmarshal accepts null for a struct and leaves it untouched,
+	// which would turn "null" into an app or a region at 0,0.
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fmt.Errorf("value must be a JSON object, not %s", t)
 	}
 	return nil
 }

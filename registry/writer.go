@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,26 +58,92 @@ func (w *Writer) Grant(ctx context.Context, ttl time.Duration) (clientv3.LeaseID
 
 func (w *Writer) key(k Key) string { return w.prefix + k.Path() }
 
-// PutOrg creates or updates an org. Its network must not be held by another org.
+// PutOrg creates or updates an org. Its network must not be held by another
+// org, and a new network must still hold every address of the org's apps,
+// machines and peers. Both checks are guarded: if an org, or a member of
+// this one, is written between the check and the write, the write fails.
 func (w *Writer) PutOrg(ctx context.Context, o OrgValue, opts ...PutOption) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	orgs, err := w.list(ctx, "orgs/")
+	resp, err := w.cli.Get(ctx, w.prefix+"orgs/", clientv3.WithPrefix())
 	if err != nil {
-		return err
+		return fmt.Errorf("list orgs/: %w", err)
 	}
-	for _, ev := range orgs {
-		k, err := ParseKey(w.prefix, ev.Key)
-		if err != nil || k.Name == o.Name {
+	rev := resp.Header.Revision
+	var current *OrgValue
+	for _, kv := range resp.Kvs {
+		k, err := ParseKey(w.prefix, string(kv.Key))
+		if err != nil {
 			continue
 		}
-		if other, err := Decode(k, ev.Value); err == nil && other.(*OrgValue).Network == o.Network {
+		v, err := Decode(k, kv.Value)
+		if err != nil {
+			continue
+		}
+		if k.Name == o.Name {
+			current = v.(*OrgValue)
+		} else if v.(*OrgValue).Network == o.Network {
 			return fmt.Errorf("network %s: already belongs to org %s", o.Network, k.Name)
 		}
 	}
+	guard := []clientv3.Cmp{w.unchangedSince("orgs/", rev)}
+	if current != nil && current.Network != o.Network {
+		if err := w.checkMembers(ctx, o.Name, o.Network, rev, nil); err != nil {
+			return err
+		}
+		for _, dir := range memberDirs(o.Name) {
+			guard = append(guard, w.unchangedSince(dir, rev))
+		}
+	}
 	o.UpdatedAt = w.stamp(o.UpdatedAt)
-	return w.put(ctx, OrgKey(o.Name), o, nil, opts)
+	return w.put(ctx, OrgKey(o.Name), o, guard, opts)
+}
+
+// memberDirs are the directories holding an org's apps, machines and peers.
+func memberDirs(org string) []string {
+	return []string{"apps/" + org + "/", "machines/" + org + "/", "peers/" + org + "/"}
+}
+
+// unchangedSince is a guard that no key under dir was written after rev.
+func (w *Writer) unchangedSince(dir string, rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(w.prefix+dir), "<", rev+1).WithPrefix()
+}
+
+// checkMembers fails if an app, machine or peer of org (as of rev, or the
+// latest revision when rev is 0) has an address outside network. Keys in
+// skip are left out (they are being rewritten), and so are values that do
+// not decode, which are not served whatever the network.
+func (w *Writer) checkMembers(ctx context.Context, org string, network netip.Prefix, rev int64, skip map[string]bool) error {
+	for _, dir := range memberDirs(org) {
+		resp, err := w.cli.Get(ctx, w.prefix+dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
+		if err != nil {
+			return fmt.Errorf("list %s: %w", dir, err)
+		}
+		for _, kv := range resp.Kvs {
+			k, err := ParseKey(w.prefix, string(kv.Key))
+			if err != nil || skip[string(kv.Key)] {
+				continue
+			}
+			v, err := Decode(k, kv.Value)
+			if err != nil {
+				continue
+			}
+			field, a := "ip", netip.Addr{}
+			switch v := v.(type) {
+			case *AppValue:
+				field, a = "flycast", v.Flycast
+			case *Machine:
+				a = v.IP
+			case *Peer:
+				a = v.IP
+			}
+			if a.IsValid() && !network.Contains(a) {
+				return fmt.Errorf("org %s: moving to network %s would leave %s (%s %s) outside it; move or remove it first", org, network, k, field, a)
+			}
+		}
+	}
+	return nil
 }
 
 // PutApp creates or updates an app.
@@ -131,14 +199,23 @@ func (w *Writer) SetMachineState(ctx context.Context, org, app, id, state string
 			return fmt.Errorf("machine %s: %w", k, ErrNotFound)
 		}
 		kv := resp.Kvs[0]
-		v, err := Decode(k, kv.Value)
-		if err != nil {
+		if _, err := Decode(k, kv.Value); err != nil {
 			return fmt.Errorf("machine %s holds an invalid value (%v); put it again in full", k, err)
 		}
-		m := v.(*Machine)
-		m.State = state
-		m.UpdatedAt = w.now().UTC()
-		data, err := json.Marshal(m)
+		// Rewrite only the state and the stamp, keeping fields a newer
+		// writer added that this one does not know (SPEC §3).
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(kv.Value, &fields); err != nil {
+			return fmt.Errorf("machine %s: %w", k, err)
+		}
+		for name := range fields {
+			if strings.EqualFold(name, "state") || strings.EqualFold(name, "updated_at") {
+				delete(fields, name) // json matches names case-insensitively
+			}
+		}
+		fields["state"], _ = json.Marshal(state)
+		fields["updated_at"], _ = json.Marshal(w.now().UTC())
+		data, err := json.Marshal(fields)
 		if err != nil {
 			return err
 		}
@@ -293,6 +370,9 @@ func (w *Writer) put(ctx context.Context, k Key, v any, guard []clientv3.Cmp, op
 		return fmt.Errorf("write %s: %w", k, err)
 	}
 	if !txn.Succeeded {
+		if k.Kind == KindOrg {
+			return fmt.Errorf("write %s: orgs changed while writing; try again", k)
+		}
 		return fmt.Errorf("write %s: org %s changed while writing; try again", k, k.Org)
 	}
 	return nil

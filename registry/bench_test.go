@@ -1,0 +1,100 @@
+package registry
+
+import (
+	"fmt"
+	"testing"
+)
+
+// benchRegistry returns the load events of a registry of orgs orgs, each
+// with apps apps of perApp machines, and the key of one machine in the
+// middle of it.
+func benchRegistry(orgs, apps, perApp int) ([]Event, string) {
+	evs := make([]Event, 0, orgs*(1+apps*perApp))
+	rev := int64(0)
+	add := func(key, value string) {
+		rev++
+		evs = append(evs, Event{Key: DefaultPrefix + key, Value: []byte(value), CreateRevision: rev, ModRevision: rev})
+	}
+	for o := range orgs {
+		add(fmt.Sprintf("orgs/org%d", o), fmt.Sprintf(`{"network":"fdaa:%x:%x::/48"}`, o/0x10000, o%0x10000))
+		for a := range apps {
+			for m := range perApp {
+				i := a*perApp + m
+				add(fmt.Sprintf("machines/org%d/app%d/%x", o, a, 0x10000+i),
+					fmt.Sprintf(`{"region":"%s","ip":"fdaa:%x:%x:%x:%x:%x::2","state":"started","updated_at":"2025-03-01T12:00:00Z"}`,
+						[]string{"ams", "iad", "syd", "nrt"}[i%4], o/0x10000, o%0x10000, a, m, i%7))
+			}
+		}
+	}
+	return evs, fmt.Sprintf("machines/org%d/app%d/%x", orgs/2, apps/2, 0x10000+(apps/2)*perApp+perApp/2)
+}
+
+// BenchmarkApplyOneMachine measures one machine event (a state change) on
+// registries of growing size. The cost must depend on the size of the app
+// the machine is in (50 machines here), not on the size of the registry or
+// of the org.
+func BenchmarkApplyOneMachine(b *testing.B) {
+	for _, bc := range []struct {
+		name               string
+		orgs, apps, perApp int
+	}{
+		{"orgs=10/machines=10k", 10, 20, 50},
+		{"orgs=10/machines=100k", 10, 200, 50},
+		{"orgs=1/apps=200/machines=10k", 1, 200, 50},
+		{"orgs=1/apps=2000/machines=100k", 1, 2000, 50},
+		{"orgs=1000/machines=100k", 1000, 2, 50},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			evs, key := benchRegistry(bc.orgs, bc.apps, bc.perApp)
+			s := NewStore(DefaultPrefix)
+			rev := int64(len(evs))
+			s.Replace(rev, evs)
+			var ip string
+			for _, ev := range evs {
+				if ev.Key == DefaultPrefix+key {
+					var m Machine
+					v, _ := Decode(mustParseKey(b, ev.Key), ev.Value)
+					m = *v.(*Machine)
+					ip = m.IP.String()
+				}
+			}
+			vals := [2][]byte{
+				fmt.Appendf(nil, `{"region":"ams","ip":"%s","state":"stopped"}`, ip),
+				fmt.Appendf(nil, `{"region":"ams","ip":"%s","state":"started"}`, ip),
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rev++
+				s.Apply(rev, []Event{{Key: DefaultPrefix + key, Value: vals[i%2], CreateRevision: 1, ModRevision: rev}})
+				i++
+			}
+			if s.InvalidCount() != 0 {
+				b.Fatalf("%d invalid", s.InvalidCount())
+			}
+		})
+	}
+}
+
+// BenchmarkLoad100k measures a full load (Replace) of 100,000 machines in 10
+// orgs of 200 apps each.
+func BenchmarkLoad100k(b *testing.B) {
+	evs, _ := benchRegistry(10, 200, 50)
+	b.ReportAllocs()
+	for b.Loop() {
+		s := NewStore(DefaultPrefix)
+		s.Replace(int64(len(evs)), evs)
+		if s.Snapshot().OrgCount() != 10 {
+			b.Fatal("not loaded")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/key")
+}
+
+func mustParseKey(tb testing.TB, key string) Key {
+	k, err := ParseKey(DefaultPrefix, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
