@@ -36,7 +36,8 @@ func WithClock(now func() time.Time) StoreOption { return func(s *Store) { s.now
 
 // WithListener registers a function called after each published change,
 // with the events that caused it (nil for a full load). It runs on the
-// feeder's goroutine and must be quick. Several may be registered.
+// feeder's goroutine and must be quick, and must not keep evs (the slice
+// is reused). Several may be registered.
 func WithListener(fn func(old, new *Snapshot, evs []Event)) StoreOption {
 	return func(s *Store) { s.listeners = append(s.listeners, fn) }
 }
