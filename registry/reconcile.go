@@ -113,20 +113,36 @@ func servedObjects(s *Snapshot) map[string]any {
 		out[GatewayKey(region).Path()] = *g
 	}
 	s.RangeOrgs(func(o *Org) bool {
-		out[OrgKey(o.Name).Path()] = o.Network
-		for _, an := range o.AppNames() {
-			a := o.App(an)
-			out[AppKey(o.Name, an).Path()] = a.Flycast
-			for _, m := range a.Machines {
-				mv := *m
-				mv.Metadata = maps.Clone(m.Metadata)
-				out[MachineKey(o.Name, an, m.ID).Path()] = mv
-			}
-		}
-		for _, pn := range o.PeerNames() {
-			out[PeerKey(o.Name, pn).Path()] = *o.Peer(pn)
-		}
+		servedOrg(o, out)
 		return true
 	})
 	return out
+}
+
+// servedOrg adds what one org serves to out.
+func servedOrg(o *Org, out map[string]any) {
+	out[OrgKey(o.Name).Path()] = o.Network
+	for _, an := range o.AppNames() {
+		a := o.App(an)
+		out[AppKey(o.Name, an).Path()] = a.Flycast
+		for _, m := range a.Machines {
+			mv := *m
+			mv.Metadata = maps.Clone(m.Metadata)
+			out[MachineKey(o.Name, an, m.ID).Path()] = mv
+		}
+	}
+	for _, pn := range o.PeerNames() {
+		out[PeerKey(o.Name, pn).Path()] = *o.Peer(pn)
+	}
+}
+
+// sameServed reports whether two versions of an org serve the same data.
+func sameServed(a, b *Org) bool {
+	if a.Network != b.Network || len(a.AppNames()) != len(b.AppNames()) || len(a.PeerNames()) != len(b.PeerNames()) {
+		return false
+	}
+	x, y := map[string]any{}, map[string]any{}
+	servedOrg(a, x)
+	servedOrg(b, y)
+	return reflect.DeepEqual(x, y)
 }

@@ -400,6 +400,12 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		})
 		slices.Sort(o.appNames)
 	}
+	// A full load rebuilds every org; one that serves exactly what it
+	// served before keeps its serial, so a reload (forced by other orgs'
+	// writes compacting etcd) reveals nothing and moves nothing.
+	if prev == nil && was != nil && st.serialFloor != nil && sameServed(was, o) {
+		o.Serial = was.Serial
+	}
 	return o
 }
 
