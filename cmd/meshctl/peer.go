@@ -29,6 +29,7 @@ var peerListing = listing{
 
 func newPeerCmd(g *globalFlags) *cobra.Command {
 	return newNoun("peer", "WireGuard peers of an org (named <peer>._peer.internal)",
+		newPeerCreateCmd(g),
 		newPeerPutCmd(g),
 		newPeerRmCmd(g),
 		peerListing.command(g, "List WireGuard peers", "  meshctl peer list --org acme"),
