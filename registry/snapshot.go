@@ -2,6 +2,8 @@ package registry
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Snapshot is one immutable version of the registry, as the DNS path reads
@@ -149,9 +151,20 @@ type App struct {
 	// Machines are the app's deployed machines (any state but destroyed,
 	// without skip_registration), sorted by id. Callers must not modify it.
 	Machines []*Machine
-
-	byID map[string]*Machine
 }
 
-// Machine returns the deployed machine with that id, or nil.
-func (a *App) Machine(id string) *Machine { return a.byID[id] }
+// Machine returns the deployed machine with that id, or nil. Machines is
+// sorted by id, so this is a binary search: no per-app index to copy when
+// the app changes.
+func (a *App) Machine(id string) *Machine {
+	if i, ok := machineIndex(a.Machines, id); ok {
+		return a.Machines[i]
+	}
+	return nil
+}
+
+// machineIndex finds id in machines sorted by id: its index, or where it
+// would be inserted.
+func machineIndex(machines []*Machine, id string) (int, bool) {
+	return slices.BinarySearchFunc(machines, id, func(m *Machine, id string) int { return strings.Compare(m.ID, id) })
+}

@@ -3,6 +3,7 @@ package registry
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -54,7 +55,9 @@ type appState struct {
 type orgDirty struct {
 	all   bool // the org itself changed: rebuild every app and peer
 	peers bool
-	apps  map[string]bool
+	// apps maps each changed app to the ids of its changed machines
+	// (empty when only the app value changed).
+	apps map[string]map[string]bool
 }
 
 func newState(prefix string) *state {
@@ -78,10 +81,23 @@ func (st *state) org(name string) *orgState {
 	return o
 }
 
+// markApp records a change to an app: its value (id "") or one machine.
+func (st *state) markApp(org, app, id string) {
+	d := st.markOrg(org)
+	ids := d.apps[app]
+	if ids == nil {
+		ids = map[string]bool{}
+		d.apps[app] = ids
+	}
+	if id != "" {
+		ids[id] = true
+	}
+}
+
 func (st *state) markOrg(org string) *orgDirty {
 	d := st.dirty[org]
 	if d == nil {
-		d = &orgDirty{apps: map[string]bool{}}
+		d = &orgDirty{apps: map[string]map[string]bool{}}
 		st.dirty[org] = d
 	}
 	return d
@@ -133,7 +149,7 @@ func (st *state) apply(ev Event) {
 		a := st.app(k.Org, k.App)
 		a.value, _ = v.(*AppValue)
 		st.forgetApp(k.Org, k.App, a)
-		st.markOrg(k.Org).apps[k.App] = true
+		st.markApp(k.Org, k.App, "")
 	case KindMachine:
 		a := st.app(k.Org, k.App)
 		if m, _ := v.(*Machine); m != nil {
@@ -142,7 +158,7 @@ func (st *state) apply(ev Event) {
 			delete(a.machines, k.Name)
 		}
 		st.forgetApp(k.Org, k.App, a)
-		st.markOrg(k.Org).apps[k.App] = true
+		st.markApp(k.Org, k.App, k.Name)
 	case KindPeer:
 		o := st.org(k.Org)
 		if p, _ := v.(*Peer); p != nil {
@@ -316,26 +332,42 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 	}
 	apps, owners := o.apps.edit(), o.owners.edit()
 	appSetChanged := false
-	rebuild := func(appName string) {
+	// rebuild makes the new view of one app; ids are the machines that
+	// changed, or nil when every machine must be looked at again.
+	rebuild := func(appName string, ids map[string]bool) {
 		var old *App
 		if prev != nil {
 			old, _ = prev.apps.Get(appName)
 		}
-		a := st.buildApp(name, appName, os.apps[appName], network, gen)
+		a := st.buildApp(name, appName, os.apps[appName], network, gen, old, ids)
 		// Touch the owners of changed machines only: an unchanged machine
 		// keeps its *Machine, and rewriting the owner of every machine of
 		// the app would copy most shards of the org's owner map, making
 		// each event cost in proportion to the org instead of the change.
-		if old != nil {
-			for _, m := range old.Machines {
-				if a != nil && a.byID[m.ID] == m {
-					continue
+		forOld := func(fn func(m *Machine)) {
+			if old == nil {
+				return
+			}
+			if ids == nil {
+				for _, m := range old.Machines {
+					fn(m)
 				}
-				if cur, ok := owners.m.Get(m.IP); ok && cur.Machine == m {
-					owners.Delete(m.IP)
+				return
+			}
+			for id := range ids {
+				if m := old.Machine(id); m != nil {
+					fn(m)
 				}
 			}
 		}
+		forOld(func(m *Machine) {
+			if a != nil && a.Machine(m.ID) == m {
+				return
+			}
+			if cur, ok := owners.m.Get(m.IP); ok && cur.Machine == m {
+				owners.Delete(m.IP)
+			}
+		})
 		if a == nil {
 			if old != nil {
 				apps.Delete(appName)
@@ -347,27 +379,38 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 			appSetChanged = true
 		}
 		apps.Set(appName, a)
-		for _, m := range a.Machines {
-			if old == nil || old.byID[m.ID] != m {
+		setOwner := func(m *Machine) {
+			if old == nil || old.Machine(m.ID) != m {
 				owners.Set(m.IP, Owner{Machine: m})
+			}
+		}
+		if ids == nil || old == nil {
+			for _, m := range a.Machines {
+				setOwner(m)
+			}
+			return
+		}
+		for id := range ids {
+			if m := a.Machine(id); m != nil {
+				setOwner(m)
 			}
 		}
 	}
 	if d.all {
 		for appName := range os.apps {
-			rebuild(appName)
+			rebuild(appName, nil)
 		}
 		if prev != nil {
 			prev.apps.Range(func(appName string, _ *App) bool {
 				if os.apps[appName] == nil {
-					rebuild(appName)
+					rebuild(appName, nil)
 				}
 				return true
 			})
 		}
 	} else {
-		for appName := range d.apps {
-			rebuild(appName)
+		for appName, ids := range d.apps {
+			rebuild(appName, ids)
 		}
 	}
 	if d.all || d.peers {
@@ -410,12 +453,15 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 }
 
 // buildApp makes the new view of one app, or nil if the app does not exist:
-// no apps/ key and no deployed machine.
-func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, gen *uint64) *App {
+// no valid apps/ key and no deployed machine. With old and the set of
+// changed machine ids it patches old's sorted machine list — work in
+// proportion to the change, not to the app; with ids nil it looks at every
+// machine.
+func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, gen *uint64, old *App, ids map[string]bool) *App {
 	if as == nil {
 		return nil
 	}
-	a := &App{Org: org, Name: name, byID: make(map[string]*Machine, len(as.machines))}
+	a := &App{Org: org, Name: name}
 	// An app value that breaks a rule is skipped like any other value: the
 	// app then exists only through its machines.
 	value := as.value
@@ -429,30 +475,38 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 			a.Flycast = value.Flycast
 		}
 	}
-	for id, m := range as.machines {
+	// served validates one machine, keeping the skip list current.
+	served := func(id string, m *Machine) bool {
 		key := st.prefix + MachineKey(org, name, id).Path()
 		if err := CheckAddrIn("ip", m.IP, network); err != nil {
 			st.setInvalid(key, err.Error())
-			continue
+			return false
 		}
 		delete(st.invalid, key)
-		if m.Deployed() {
-			a.Machines = append(a.Machines, m)
-			a.byID[id] = m
+		return m.Deployed()
+	}
+	if old != nil && ids != nil {
+		a.Machines = slices.Clone(old.Machines)
+		for id := range ids {
+			if i, found := machineIndex(a.Machines, id); found {
+				a.Machines = slices.Delete(a.Machines, i, i+1)
+			}
+			if m := as.machines[id]; m != nil && served(id, m) {
+				i, _ := machineIndex(a.Machines, id)
+				a.Machines = slices.Insert(a.Machines, i, m)
+			}
 		}
+	} else {
+		for id, m := range as.machines {
+			if served(id, m) {
+				a.Machines = append(a.Machines, m)
+			}
+		}
+		slices.SortFunc(a.Machines, func(x, y *Machine) int { return strings.Compare(x.ID, y.ID) })
 	}
 	if value == nil && len(a.Machines) == 0 {
 		return nil
 	}
-	slices.SortFunc(a.Machines, func(x, y *Machine) int {
-		if x.ID < y.ID {
-			return -1
-		}
-		if x.ID > y.ID {
-			return 1
-		}
-		return 0
-	})
 	*gen++
 	a.Gen = *gen
 	return a

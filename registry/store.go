@@ -19,9 +19,9 @@ type Store struct {
 
 	snap atomic.Pointer[Snapshot]
 
-	mu       sync.Mutex // serialises feeders; readers never take it
-	st       *state
-	gen      uint64
+	mu        sync.Mutex // serialises feeders; readers never take it
+	st        *state
+	gen       uint64
 	listeners []func(old, new *Snapshot, evs []Event)
 }
 
