@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"syscall"
 
@@ -104,4 +105,20 @@ func srcControl(buf []byte, src netip.Addr) []byte {
 		buf = append(buf, 0)
 	}
 	return buf
+}
+
+// setReceiveBuffer sizes a socket's receive buffer, past the system limit
+// (net.core.rmem_max) when we may (CAP_NET_ADMIN), else up to it.
+func setReceiveBuffer(c *net.UDPConn, n int) {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		})
+		if err == nil && serr == nil {
+			return
+		}
+	}
+	_ = c.SetReadBuffer(n)
 }

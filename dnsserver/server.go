@@ -54,6 +54,9 @@ type Config struct {
 	Log         *zap.Logger
 }
 
+// udpReceiveBuffer is the socket receive buffer each UDP socket asks for.
+const udpReceiveBuffer = 8 << 20
+
 // maxForwardsInFlight bounds the forwarded UDP queries waiting on upstreams.
 const maxForwardsInFlight = 1000
 
@@ -162,6 +165,11 @@ func (s *Server) listen(addr string, cfg *Config) error {
 			return fmt.Errorf("listen on udp %s: %w", addr, err)
 		}
 		uc := pc.(*net.UDPConn)
+		// A deep receive buffer rides out moments when the workers are not
+		// scheduled; at the kernel default (~200 KiB, about a millisecond
+		// of a flood) the kernel drops packets from every source before
+		// the per-prefix limits can tell a flood from its neighbours.
+		setReceiveBuffer(uc, udpReceiveBuffer)
 		if i == 0 {
 			bind = netip.AddrPortFrom(ap.Addr(), uc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 		}

@@ -20,7 +20,7 @@ type registryCollector struct {
 	now    func() time.Time
 
 	revision, objects, invalid, ready, age, contact *prometheus.Desc
-	loads, restarts                                 *prometheus.Desc
+	loads, restarts, reconciles, drift              *prometheus.Desc
 }
 
 func newRegistryCollector(store *registry.Store, status StatusFunc) *registryCollector {
@@ -29,19 +29,21 @@ func newRegistryCollector(store *registry.Store, status StatusFunc) *registryCol
 	}
 	return &registryCollector{
 		store: store, status: status, now: time.Now,
-		revision: d("revision", "etcd revision of the snapshot being served (0 before the first load)."),
-		objects:  d("objects", "Objects in the snapshot being served, by kind (orgs, apps, machines: deployed ones, peers).", "kind"),
-		invalid:  d("invalid_values", "Registry keys whose value is not served (does not parse or breaks a rule); the log names each."),
-		ready:    d("ready", "1 when the snapshot is confirmed current with etcd (what /readyz reports), else 0."),
-		age:      d("snapshot_age_seconds", "Seconds since etcd last answered the syncer: how stale the served snapshot may be."),
-		contact:  d("last_contact_timestamp_seconds", "Unix time etcd last answered the syncer."),
-		loads:    d("loads_total", "Full loads of the registry from etcd (the first, and after a compacted watch)."),
-		restarts: d("watch_restarts_total", "Watches on etcd started again after an error."),
+		revision:   d("revision", "etcd revision of the snapshot being served (0 before the first load)."),
+		objects:    d("objects", "Objects in the snapshot being served, by kind (orgs, apps, machines: deployed ones, peers).", "kind"),
+		invalid:    d("invalid_values", "Registry keys whose value is not served (does not parse or breaks a rule); the log names each."),
+		ready:      d("ready", "1 when the snapshot is confirmed current with etcd (what /readyz reports), else 0."),
+		age:        d("snapshot_age_seconds", "Seconds since etcd last answered the syncer: how stale the served snapshot may be."),
+		contact:    d("last_contact_timestamp_seconds", "Unix time etcd last answered the syncer."),
+		loads:      d("loads_total", "Full loads of the registry from etcd (the first, and after a compacted watch)."),
+		restarts:   d("watch_restarts_total", "Watches on etcd started again after an error."),
+		reconciles: d("reconciles_total", "Comparisons of the snapshot with etcd's contents at the same revision."),
+		drift:      d("drift_keys_total", "Keys a reconcile found differing from etcd (each repaired by a full load); stays 0 in a healthy run."),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.revision, c.objects, c.invalid, c.ready, c.age, c.contact, c.loads, c.restarts} {
+	for _, d := range []*prometheus.Desc{c.revision, c.objects, c.invalid, c.ready, c.age, c.contact, c.loads, c.restarts, c.reconciles, c.drift} {
 		ch <- d
 	}
 }
@@ -71,6 +73,8 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.loads, prometheus.CounterValue, float64(st.Loads))
 	ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.WatchRestarts))
+	ch <- prometheus.MustNewConstMetric(c.reconciles, prometheus.CounterValue, float64(st.Reconciles))
+	ch <- prometheus.MustNewConstMetric(c.drift, prometheus.CounterValue, float64(st.Drift))
 }
 
 // contacted reports whether etcd ever answered (the syncer reports the

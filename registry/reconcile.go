@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -74,6 +75,7 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 	}
 	l.Commit(snap.Revision)
 	diff := DiffSnapshots(snap, fresh.Snapshot())
+	debug.FreeOSMemory() // the comparison copy is garbage: return it now
 	s.reconciles.Add(1)
 	if len(diff) > 0 {
 		s.drift.Add(uint64(len(diff)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,7 +97,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 		cfg.PageSize = 10000
 	}
 	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = 5 * time.Second
+		cfg.ProgressInterval = 2 * time.Second
 	}
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 3 * cfg.ProgressInterval
@@ -116,15 +117,17 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 // first contact), for labelling a local copy.
 func (s *Syncer) ClusterID() uint64 { return s.clusterID.Load() }
 
-// noteCluster records the cluster a response came from; a change of
-// cluster under a snapshot means it must be reloaded.
-func (s *Syncer) noteCluster(id uint64) {
+// noteCluster records the cluster a response came from. It returns an
+// error when the snapshot came from another cluster: then nothing from this
+// one may be applied to it, and it must be loaded again in full.
+func (s *Syncer) noteCluster(id uint64) error {
 	if id == 0 {
-		return
+		return nil
 	}
 	if old := s.clusterID.Swap(id); old != 0 && old != id {
-		s.requestReload(fmt.Sprintf("etcd cluster is %x, the snapshot came from %x", id, old))
+		return fmt.Errorf("%w: etcd cluster is %x, the snapshot came from %x", errReload, id, old)
 	}
+	return nil
 }
 
 func (s *Syncer) requestReload(why string) {
@@ -266,6 +269,10 @@ func (s *Syncer) load(ctx context.Context) error {
 	}
 	l.Commit(rev)
 	s.loads.Add(1)
+	// The replaced snapshot and the pages read are garbage now: hand the
+	// memory back at once instead of holding the reload's peak until the
+	// next GC (which an idle server may not run for minutes).
+	debug.FreeOSMemory()
 	s.cfg.Log.Info("registry loaded", zap.Int("keys", n), zap.Int64("revision", rev),
 		zap.Int("invalid", s.cfg.Store.InvalidCount()), zap.Duration("took", time.Since(start).Round(time.Millisecond)))
 	return nil
@@ -281,6 +288,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 	defer ticker.Stop()
 	lastResp := time.Now()
 	var evs []Event
+	// catchUp is etcd's revision when the watch started with history to
+	// replay: reaching it means the snapshot is current.
+	var catchUp int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -330,9 +340,11 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			if err := resp.Err(); err != nil {
 				return err
 			}
+			if err := s.noteCluster(resp.Header.ClusterId); err != nil {
+				return err
+			}
 			lastResp = time.Now()
 			s.contact()
-			s.noteCluster(resp.Header.ClusterId)
 			if resp.Created {
 				// Created says the watch runs, not that we have caught up:
 				// a watch resumed from a local copy's old revision has
@@ -341,6 +353,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				// for comes once everything before it was delivered.
 				if cur, err := s.etcdRevision(wctx); err == nil && cur < from {
 					s.ready.Store(true)
+				} else if err == nil {
+					// Caught up once the events up to cur are applied.
+					catchUp = cur
 				} else {
 					rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
 					_ = s.cfg.Client.RequestProgress(rctx)
@@ -367,6 +382,10 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				evs = append(evs, ev)
 			}
 			s.cfg.Store.Apply(rev, evs)
+			if catchUp != 0 && rev >= catchUp {
+				s.ready.Store(true)
+				catchUp = 0
+			}
 		}
 	}
 }
