@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meshdns/meshdns/integration/digtest"
+	"github.com/meshdns/meshdns/internal/childproc"
 )
 
 const (
@@ -192,7 +193,7 @@ func (m *Meshdns) launch() {
 	// An *os.File lets the child write directly, with no copying goroutine.
 	cmd.Stdout, cmd.Stderr = outF, errF
 	cmd.Env = cleanEnv()
-	if err := startProcess(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("harness: start meshdns: %v", err)
 	}
 	m.started = time.Now()

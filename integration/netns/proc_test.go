@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshdns/meshdns/internal/childproc"
 )
 
 // cmdTimeout bounds one short command (ip, meshctl, dig): on a loaded
@@ -71,7 +71,7 @@ func startDaemonEnv(t testing.TB, ns string, env []string, name string, args ...
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	d.cmd.Env = append(os.Environ(), env...)
-	if err := startProcess(d.cmd); err != nil {
+	if err := childproc.Start(d.cmd); err != nil {
 		t.Fatalf("start %s in %s: %v", name, ns, err)
 	}
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
@@ -124,35 +124,6 @@ func (d *daemon) running() error {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// startProcess starts cmd so that the kernel SIGKILLs it if the test binary
-// dies without running its cleanups. The parent-death signal fires when the
-// forking thread exits, so every child is forked from one goroutine locked
-// to its thread (as integration/harness does).
-func startProcess(cmd *exec.Cmd) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	spawnOnce.Do(func() { go spawner() })
-	errc := make(chan error, 1)
-	spawnRequests <- spawnRequest{cmd, errc}
-	return <-errc
-}
-
-type spawnRequest struct {
-	cmd  *exec.Cmd
-	errc chan<- error
-}
-
-var (
-	spawnOnce     sync.Once
-	spawnRequests = make(chan spawnRequest)
-)
-
-func spawner() {
-	runtime.LockOSThread()
-	for req := range spawnRequests {
-		req.errc <- req.cmd.Start()
-	}
 }
 
 // poll calls f until it returns nil or timeout passes, and returns f's last

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshdns/meshdns/internal/childproc"
 )
 
 const (
@@ -380,7 +382,7 @@ func (m *Member) launch(state string) error {
 	// copying goroutine that could block Wait.
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	if err := startProcess(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
 	exited := make(chan struct{})
