@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -14,9 +15,16 @@ import (
 // several loopback addresses with connected sockets, which drop a reply that
 // comes from any address but the one queried.
 func TestWildcardListenRepliesFromQueriedAddress(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) { testWildcardListen(t, batch) })
+	}
+}
+
+func testWildcardListen(t *testing.T, batch bool) {
 	s := newTestServer(t, testRegistry(0), "acme")
 	cfg := *s.cfg.Load()
 	cfg.Listen = []string{"[::]:0"}
+	cfg.UDPBatch = batch
 	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -40,7 +48,16 @@ func TestWildcardListenRepliesFromQueriedAddress(t *testing.T) {
 // TestReusePortSockets checks that a specific address gets one socket per
 // core on one port, all answering.
 func TestReusePortSockets(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) { testReusePort(t, batch) })
+	}
+}
+
+func testReusePort(t *testing.T, batch bool) {
 	s := newTestServer(t, testRegistry(0), "acme")
+	cfg := *s.cfg.Load()
+	cfg.UDPBatch = batch
+	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

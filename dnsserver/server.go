@@ -30,9 +30,11 @@ type Config struct {
 	Zones zones.Config
 	// UDPSize is the EDNS(0) UDP payload size we advertise and send up to.
 	UDPSize uint16
-	// UDPWorkers is how many goroutines read each UDP socket: it bounds the
+	// UDPWorkers is how many goroutines read the UDP sockets: it bounds the
 	// queries in flight instead of a goroutine per packet.
 	UDPWorkers int
+	// UDPBatch reads and writes UDP packets in batches (recvmmsg/sendmmsg).
+	UDPBatch bool
 	// TCPIdleTimeout closes idle TCP connections; TCPMaxQueries caps the
 	// queries one connection may send.
 	TCPIdleTimeout time.Duration
@@ -207,7 +209,11 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	for _, uc := range conns {
 		for range perSocket {
 			s.wg.Add(1)
-			go s.serveUDP(uc, wildcard)
+			if cfg.UDPBatch {
+				go s.serveUDPBatch(uc, wildcard)
+			} else {
+				go s.serveUDP(uc, wildcard)
+			}
 		}
 	}
 	s.wg.Add(1)

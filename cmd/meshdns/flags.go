@@ -46,6 +46,7 @@ type options struct {
 	rateLimit           int
 	errorRateLimit      int
 	maxTCPConns         int
+	udpBatch            bool
 	demo                bool
 	logLevel            string
 }
@@ -121,6 +122,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.IntVar(&o.rateLimit, "rate-limit", defaultRateLimit, "UDP queries per second one source prefix (IPv6 /64, IPv4 /24) may send; 0: no limit (load benchmarks from one source)")
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
 	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; more wait to be accepted")
+	f.BoolVar(&o.udpBatch, "udp-batch", true, "read and write UDP in batches (recvmmsg/sendmmsg); false: one system call per packet")
 	f.IntVar(&o.queryLogSample, "query-log-sample", 0, "log 1 in N queries at info level; 0 logs none")
 	f.DurationVar(&o.reconcileInterval, "reconcile-interval", 5*time.Minute, "how often to compare the snapshot with etcd and repair drift; 0 turns it off")
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")

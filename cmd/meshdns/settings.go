@@ -48,6 +48,7 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 		RateLimit:      o.rateLimit,
 		ErrorRateLimit: o.errorRateLimit,
 		MaxTCPConns:    o.maxTCPConns,
+		UDPBatch:       o.udpBatch,
 		Observer:       r.obs,
 		Log:            r.log.Named("dns"),
 	}
@@ -121,6 +122,7 @@ func restartOnly(a, b *options) []string {
 	diff("embedded-etcd-url", a.embeddedEtcdURL == b.embeddedEtcdURL)
 	diff("embedded-etcd-peer-url", a.embeddedEtcdPeerURL == b.embeddedEtcdPeerURL)
 	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
+	diff("udp-batch", a.udpBatch == b.udpBatch)
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
 	diff("demo", a.demo == b.demo)
