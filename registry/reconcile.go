@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 )
 
@@ -53,25 +53,14 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 	}
 	fresh := NewStore(s.cfg.Prefix)
 	l := fresh.BeginLoad()
-	end := clientv3.GetPrefixRangeEnd(s.cfg.Prefix)
-	key := s.cfg.Prefix
-	for {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		resp, err := s.cfg.Client.Get(rctx, key, clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize),
-			clientv3.WithRev(snap.Revision), clientv3.WithSerializable())
-		cancel()
-		if err != nil {
-			// Compacted past the snapshot's revision, or etcd is away:
-			// nothing to compare against this time.
-			return nil, fmt.Errorf("read registry at revision %d: %w", snap.Revision, err)
+	if _, _, err := s.readAll(ctx, snap.Revision, func(kvs []*mvccpb.KeyValue) {
+		for _, kv := range kvs {
+			l.Add(eventOf(kv))
 		}
-		for _, kv := range resp.Kvs {
-			l.Add(Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision})
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}); err != nil {
+		// Compacted past the snapshot's revision, or etcd is away:
+		// nothing to compare against this time.
+		return nil, err
 	}
 	l.Commit(snap.Revision)
 	diff := DiffSnapshots(snap, fresh.Snapshot())

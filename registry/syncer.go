@@ -237,35 +237,14 @@ func (s *Syncer) contact() { s.lastContact.Store(time.Now().UnixNano()) }
 // replaces the store's snapshot with it.
 func (s *Syncer) load(ctx context.Context) error {
 	start := time.Now()
-	end := clientv3.GetPrefixRangeEnd(s.cfg.Prefix)
 	l := s.cfg.Store.BeginLoad()
-	key := s.cfg.Prefix
-	var rev int64
-	n := 0
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	rev, n, err := s.readAll(ctx, 0, func(kvs []*mvccpb.KeyValue) {
+		for _, kv := range kvs {
+			l.Add(eventOf(kv))
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		resp, err := s.cfg.Client.Get(rctx, key, opts...)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("read %s at revision %d: %w", key, rev, err)
-		}
-		s.contact()
-		s.clusterID.Store(resp.Header.ClusterId)
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		for _, kv := range resp.Kvs {
-			l.Add(Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision})
-		}
-		n += len(resp.Kvs)
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	})
+	if err != nil {
+		return err
 	}
 	l.Commit(rev)
 	s.loads.Add(1)
@@ -374,7 +353,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			evs = evs[:0]
 			var rev int64
 			for _, e := range resp.Events {
-				ev := Event{Key: string(e.Kv.Key), Value: e.Kv.Value, CreateRevision: e.Kv.CreateRevision, ModRevision: e.Kv.ModRevision}
+				ev := eventOf(e.Kv)
 				if e.Type == mvccpb.DELETE {
 					ev.Delete = true
 				}

@@ -1,0 +1,77 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// readAll reads every key under the prefix at one revision — rev, or etcd's
+// current one when rev is 0 — in pages, and hands each page to fn in key
+// order. The next page is fetched while fn handles the last, so decoding
+// and etcd's work overlap. It returns the revision read and the key count.
+func (s *Syncer) readAll(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValue)) (int64, int, error) {
+	end := clientv3.GetPrefixRangeEnd(s.cfg.Prefix)
+	get := func(key string, rev int64) (*clientv3.GetResponse, error) {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		resp, err := s.cfg.Client.Get(rctx, key, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("read %s at revision %d: %w", key, rev, err)
+		}
+		s.contact()
+		return resp, nil
+	}
+	// The first page fixes the revision every later page is read at.
+	first, err := get(s.cfg.Prefix, rev)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.clusterID.Store(first.Header.ClusterId)
+	if rev == 0 {
+		rev = first.Header.Revision
+	}
+	type page struct {
+		resp *clientv3.GetResponse
+		err  error
+	}
+	pages := make(chan page, 1)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(pages)
+		resp := first
+		for resp.More && len(resp.Kvs) > 0 {
+			next, err := get(string(resp.Kvs[len(resp.Kvs)-1].Key)+"\x00", rev)
+			select {
+			case pages <- page{next, err}:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			resp = next
+		}
+	}()
+	fn(first.Kvs)
+	n := len(first.Kvs)
+	for p := range pages {
+		if p.err != nil {
+			return 0, 0, p.err
+		}
+		fn(p.resp.Kvs)
+		n += len(p.resp.Kvs)
+	}
+	return rev, n, nil
+}
+
+func eventOf(kv *mvccpb.KeyValue) Event {
+	return Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision}
+}
