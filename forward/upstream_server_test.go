@@ -1,14 +1,12 @@
 package forward_test
 
 import (
-	"errors"
-	"net"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/internal/dnstest"
 )
 
 // testUpstream is a resolver on 127.0.0.1 (UDP and TCP on one port) that
@@ -35,34 +33,8 @@ func startUpstream(t *testing.T, h handler) *testUpstream {
 			}
 		}
 	}
-	// UDP and TCP must share the port; the UDP port is free by
-	// construction, the same TCP port may not be, so try again.
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
-		l, err := net.Listen("tcp", "127.0.0.1:"+port)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			pc.Close()
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []*dns.Server{{PacketConn: pc, Handler: serve("udp")}, {Listener: l, Handler: serve("tcp")}} {
-			started := make(chan struct{})
-			s.NotifyStartedFunc = func() { close(started) }
-			go func() { _ = s.ActivateAndServe() }()
-			<-started
-			t.Cleanup(func() { _ = s.Shutdown() })
-		}
-		u.addr = "127.0.0.1:" + port
-		return u
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return nil
+	u.addr = dnstest.Serve(t, serve("udp"), serve("tcp"))
+	return u
 }
 
 func (u *testUpstream) count(proto string) int {
@@ -73,15 +45,7 @@ func (u *testUpstream) count(proto string) int {
 
 // deadUpstream is a bound UDP socket that reads nothing and answers
 // nothing: queries to it time out (no ICMP "port unreachable" either).
-func deadUpstream(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().String()
-}
+func deadUpstream(t *testing.T) string { return dnstest.Dead(t) }
 
 // answerA answers every A question with 192.0.2.1 and the given TTL.
 func answerA(ttl uint32) handler {

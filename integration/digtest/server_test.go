@@ -1,15 +1,14 @@
 package digtest_test
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/internal/dnstest"
 )
 
 // testServer is a tiny authoritative server for "test." on 127.0.0.1, with
@@ -47,31 +46,9 @@ func startServer(t *testing.T) *testServer {
 	t.Helper()
 	mux := dns.NewServeMux()
 	mux.HandleFunc("test.", serveTest)
-	// UDP and TCP must share a port, as dig retries truncated answers over
-	// TCP on the same port. The UDP port is free by construction; the TCP
-	// one can be taken, so retry with another UDP port.
-	for range 10 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
-		l, err := net.Listen("tcp", "127.0.0.1:"+port)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			pc.Close()
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, srv := range []*dns.Server{{PacketConn: pc, Handler: mux}, {Listener: l, Handler: mux}} {
-			go srv.ActivateAndServe()
-			t.Cleanup(func() { srv.Shutdown() })
-		}
-		return &testServer{port: port}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return nil
+	addr := dnstest.Serve(t, mux, mux)
+	_, port, _ := net.SplitHostPort(addr)
+	return &testServer{port: port}
 }
 
 // args returns dig arguments that query this server.

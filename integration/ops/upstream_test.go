@@ -1,14 +1,13 @@
 package ops
 
 import (
-	"errors"
-	"net"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/internal/dnstest"
 )
 
 // upstream is a test resolver on 127.0.0.1, UDP and TCP on one port. It
@@ -44,44 +43,9 @@ func startUpstream(t *testing.T) *upstream {
 			_ = w.WriteMsg(r)
 		}
 	}
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
-		l, err := net.Listen("tcp", "127.0.0.1:"+port)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			pc.Close()
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []*dns.Server{
-			{PacketConn: pc, Handler: handler(&u.udp, "udp")},
-			{Listener: l, Handler: handler(&u.tcp, "tcp")},
-		} {
-			started := make(chan struct{})
-			s.NotifyStartedFunc = func() { close(started) }
-			go func() { _ = s.ActivateAndServe() }()
-			<-started
-			t.Cleanup(func() { _ = s.Shutdown() })
-		}
-		u.addr = "127.0.0.1:" + port
-		return u
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return nil
+	u.addr = dnstest.Serve(t, handler(&u.udp, "udp"), handler(&u.tcp, "tcp"))
+	return u
 }
 
 // deadUpstream is a bound UDP socket that never answers.
-func deadUpstream(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().String()
-}
+func deadUpstream(t *testing.T) string { return dnstest.Dead(t) }
