@@ -428,17 +428,18 @@ func TestSyncerResumeAfterMemberRestart(t *testing.T) {
 	m0.Stop()
 	revs := writes(20, "stop")
 	waitFor(t, "not ready while the member is down", func() bool { return !sy.Status().Ready })
-	restarts := sy.Status().WatchRestarts
 	m0.Start()
 	waitMatchesEtcd(t, cli, s)
 	checkApplied("member restart", revs)
-	if st := sy.Status(); st.Loads != 1 || st.WatchRestarts < max(restarts, 1) {
-		t.Errorf("member restart: %+v, want one load (resume from the revision, not reload) and a watch restart", st)
+	// Whether the syncer or the client library resumed the watch depends
+	// on timing; either way it must resume from the revision, not reload.
+	if st := sy.Status(); st.Loads != 1 {
+		t.Errorf("member restart: %+v, want one load (resume from the revision, not reload)", st)
 	}
 
 	// 2. The member hangs: the watch goes quiet, the syncer must notice.
 	m0.Pause()
-	restarts = sy.Status().WatchRestarts
+	restarts := sy.Status().WatchRestarts
 	revs = writes(20, "pause")
 	waitFor(t, "not ready while the member hangs", func() bool { return !sy.Status().Ready })
 	// Let the syncer give up on the hung watch and start a new one, which
