@@ -285,7 +285,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 					return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, time.Since(lastResp).Round(time.Second), err)
 				case cur < from:
 					lastResp = time.Now()
-					s.ready.Store(true)
+					s.markReady()
 				default:
 					return fmt.Errorf("%w for %s while etcd moved on to revision %d", errStalled, time.Since(lastResp).Round(time.Second), cur)
 				}
@@ -302,7 +302,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				if resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly()); err == nil && resp.Header.Revision < from {
 					lastResp = time.Now()
 					s.contact()
-					s.ready.Store(true)
+					s.markReady()
 				}
 			}
 			_ = s.cfg.Client.RequestProgress(rctx)
@@ -331,7 +331,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				// its start yet; otherwise the progress notification we ask
 				// for comes once everything before it was delivered.
 				if cur, err := s.etcdRevision(wctx); err == nil && cur < from {
-					s.ready.Store(true)
+					s.markReady()
 				} else if err == nil {
 					// Caught up once the events up to cur are applied.
 					catchUp = cur
@@ -347,7 +347,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				if resp.Header.Revision > s.cfg.Store.Revision() {
 					s.cfg.Store.Apply(resp.Header.Revision, nil)
 				}
-				s.ready.Store(true)
+				s.markReady()
 				continue
 			}
 			evs = evs[:0]
@@ -362,11 +362,22 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			}
 			s.cfg.Store.Apply(rev, evs)
 			if catchUp != 0 && rev >= catchUp {
-				s.ready.Store(true)
+				s.markReady()
 				catchUp = 0
 			}
 		}
 	}
+}
+
+// markReady records that the snapshot is confirmed current with etcd. A
+// snapshot still marked stale (read from the local copy) is republished
+// unmarked, so readiness and reconciles see it as confirmed even when
+// nothing was written to etcd since the copy was made.
+func (s *Syncer) markReady() {
+	if snap := s.cfg.Store.Snapshot(); snap != nil && snap.Stale {
+		s.cfg.Store.Apply(snap.Revision, nil)
+	}
+	s.ready.Store(true)
 }
 
 // etcdRevision asks etcd for its current revision with a linearizable read
