@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -156,27 +157,6 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	// over them and each has its own readers.
 	sockets := runtime.GOMAXPROCS(0)
 	perSocket := max(1, cfg.UDPWorkers/sockets)
-	var conns []*net.UDPConn
-	bind := ap
-	for i := range sockets {
-		pc, err := lc.ListenPacket(context.Background(), network, bind.String())
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return fmt.Errorf("listen on udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// A deep receive buffer rides out moments when the workers are not
-		// scheduled; at the kernel default (~200 KiB, about a millisecond
-		// of a flood) the kernel drops packets from every source before
-		// the per-prefix limits can tell a flood from its neighbours.
-		setReceiveBuffer(uc, udpReceiveBuffer)
-		if i == 0 {
-			bind = netip.AddrPortFrom(ap.Addr(), uc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-		}
-		conns = append(conns, uc)
-	}
 	tnet := "tcp4"
 	if v6 {
 		tnet = "tcp6"
@@ -184,12 +164,26 @@ func (s *Server) listen(addr string, cfg *Config) error {
 			tnet = "tcp"
 		}
 	}
-	tl, err := lc.Listen(context.Background(), tnet, bind.String())
-	if err != nil {
-		for _, c := range conns {
-			c.Close()
+	var (
+		conns []*net.UDPConn
+		tl    net.Listener
+		bind  netip.AddrPort
+	)
+	// Port 0 lets the kernel pick a free UDP port, which may still be taken
+	// for TCP (or, for the later sockets, by a racing process); then pick
+	// again rather than fail.
+	attempts := 1
+	if ap.Port() == 0 {
+		attempts = 20
+	}
+	for try := 1; ; try++ {
+		conns, tl, bind, err = bindPort(lc, ap, network, tnet, sockets)
+		if err == nil || try == attempts || !errors.Is(err, syscall.EADDRINUSE) {
+			break
 		}
-		return fmt.Errorf("listen on tcp %s: %w", bind, err)
+	}
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	ts := &dns.Server{
 		// Connections past the cap wait in the kernel's accept queue
@@ -225,6 +219,42 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	}()
 	s.log.Info("listening", zap.Stringer("addr", bind), zap.Int("udp_sockets", sockets))
 	return nil
+}
+
+// bindPort opens the UDP sockets (SO_REUSEPORT, one per core) and the TCP
+// listener on one port; with port 0 in ap the first UDP socket picks it.
+// On error nothing stays open.
+func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sockets int) ([]*net.UDPConn, net.Listener, netip.AddrPort, error) {
+	var conns []*net.UDPConn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	bind := ap
+	for i := range sockets {
+		pc, err := lc.ListenPacket(context.Background(), network, bind.String())
+		if err != nil {
+			closeAll()
+			return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
+		}
+		uc := pc.(*net.UDPConn)
+		// A deep receive buffer rides out moments when the workers are not
+		// scheduled; at the kernel default (~200 KiB, about a millisecond
+		// of a flood) the kernel drops packets from every source before
+		// the per-prefix limits can tell a flood from its neighbours.
+		setReceiveBuffer(uc, udpReceiveBuffer)
+		if i == 0 {
+			bind = netip.AddrPortFrom(ap.Addr(), uc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		}
+		conns = append(conns, uc)
+	}
+	tl, err := lc.Listen(context.Background(), tnet, bind.String())
+	if err != nil {
+		closeAll()
+		return nil, nil, bind, fmt.Errorf("tcp %s: %w", bind, err)
+	}
+	return conns, tl, bind, nil
 }
 
 // Addrs are the bound UDP addresses (TCP uses the same ports), useful when
