@@ -65,14 +65,7 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, wildcard bool) {
 	w := s.newWorker()
 	w.conn, w.wildcard = c, wildcard
 	for {
-		for i := range batchSize {
-			h := &b.rhdrs[i]
-			h.Len = 0
-			h.Hdr.Namelen = unix.SizeofSockaddrInet6
-			h.Hdr.Flags = 0
-			h.Hdr.SetControllen(oobSize)
-			b.riovs[i].SetLen(maxQuerySize)
-		}
+		b.resetReads()
 		var n int
 		var errno syscall.Errno
 		err := rc.Read(func(fd uintptr) bool {
@@ -96,42 +89,61 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, wildcard bool) {
 			}
 			continue
 		}
-		m := 0
-		for i := range n {
-			h := &b.rhdrs[i]
-			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
-				continue
-			}
-			from, ok := sockaddrAddrPort(&b.names[i], h.Hdr.Namelen)
-			if !ok {
-				continue
-			}
-			dst := local
-			if wildcard {
-				dst = parseDst(b.roobs[i][:h.Hdr.Controllen])
-			}
-			w.from = from
-			out := w.handle(b.bufs[i][:h.Len], from.Addr(), dst)
-			if out == nil {
-				continue
-			}
-			b.outs[m] = append(b.outs[m][:0], out...)
-			sh := &b.shdrs[m].Hdr
-			sh.Name = h.Hdr.Name
-			sh.Namelen = h.Hdr.Namelen
-			b.siovs[m].Base = &b.outs[m][0]
-			b.siovs[m].SetLen(len(b.outs[m]))
-			sh.Control, sh.Controllen = nil, 0
-			if wildcard {
-				if ctl := srcControl(b.soobs[m][:0], dst); len(ctl) > 0 {
-					sh.Control = &b.soobs[m][0]
-					sh.SetControllen(len(ctl))
-				}
-			}
-			m++
-		}
+		m := s.answerBatch(w, b, n, local, wildcard)
 		s.sendBatch(rc, b, m)
 	}
+}
+
+// resetReads prepares the receive headers for the next recvmmsg.
+func (b *udpBatch) resetReads() {
+	for i := range batchSize {
+		h := &b.rhdrs[i]
+		h.Len = 0
+		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		h.Hdr.Flags = 0
+		h.Hdr.SetControllen(oobSize)
+		b.riovs[i].SetLen(maxQuerySize)
+	}
+}
+
+// answerBatch answers the n packets just read into b and prepares the
+// replies in b's send headers; it returns how many are to be sent.
+func (s *Server) answerBatch(w *worker, b *udpBatch, n int, local netip.Addr, wildcard bool) int {
+	m := 0
+	for i := range n {
+		h := &b.rhdrs[i]
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			continue
+		}
+		from, ok := sockaddrAddrPort(&b.names[i], h.Hdr.Namelen)
+		if !ok {
+			continue
+		}
+		dst := local
+		if wildcard {
+			dst = parseDst(b.roobs[i][:h.Hdr.Controllen])
+		}
+		w.from = from
+		out := w.handle(b.bufs[i][:h.Len], from.Addr(), dst)
+		if out == nil {
+			continue
+		}
+		b.outs[m] = append(b.outs[m][:0], out...)
+		sh := &b.shdrs[m].Hdr
+		sh.Name = h.Hdr.Name
+		sh.Namelen = h.Hdr.Namelen
+		b.siovs[m].Base = &b.outs[m][0]
+		b.siovs[m].SetLen(len(b.outs[m]))
+		sh.Control, sh.Controllen = nil, 0
+		if wildcard {
+			if ctl := srcControl(b.soobs[m][:0], dst); len(ctl) > 0 {
+				sh.Control = &b.soobs[m][0]
+				sh.SetControllen(len(ctl))
+			}
+		}
+		m++
+	}
+	return m
 }
 
 // sendBatch sends the first m prepared replies, as many per call as the

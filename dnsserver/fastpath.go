@@ -3,7 +3,6 @@ package dnsserver
 import (
 	"bytes"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"time"
 
@@ -22,13 +21,18 @@ type worker struct {
 	// conn and from are the socket and client of the packet being handled,
 	// for replies sent later by a forwarding goroutine; nil conn (tests)
 	// forwards in line.
-	conn     *net.UDPConn
+	conn     udpWriter
 	from     netip.AddrPort
 	wildcard bool
 	lower    [255]byte
 	key      []byte
 	out      []byte
 	tmp      []byte
+}
+
+// udpWriter sends one datagram: a *net.UDPConn or a rawUDP socket.
+type udpWriter interface {
+	WriteMsgUDPAddrPort(b, oob []byte, to netip.AddrPort) (n, oobn int, err error)
 }
 
 func (s *Server) newWorker() *worker {

@@ -2,7 +2,6 @@ package dnsserver
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -11,20 +10,28 @@ import (
 	"github.com/miekg/dns"
 )
 
+// udpMode is one way of reading UDP; every listener test runs in each.
+type udpMode struct {
+	name            string
+	batch, blocking bool
+}
+
+var udpModes = []udpMode{{"single", false, false}, {"batch", true, false}, {"blocking", true, true}}
+
 // TestWildcardListenRepliesFromQueriedAddress binds [::]:0 and queries it at
 // several loopback addresses with connected sockets, which drop a reply that
 // comes from any address but the one queried.
 func TestWildcardListenRepliesFromQueriedAddress(t *testing.T) {
-	for _, batch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) { testWildcardListen(t, batch) })
+	for _, mode := range udpModes {
+		t.Run(mode.name, func(t *testing.T) { testWildcardListen(t, mode) })
 	}
 }
 
-func testWildcardListen(t *testing.T, batch bool) {
+func testWildcardListen(t *testing.T, mode udpMode) {
 	s := newTestServer(t, testRegistry(0), "acme")
 	cfg := *s.cfg.Load()
 	cfg.Listen = []string{"[::]:0"}
-	cfg.UDPBatch = batch
+	cfg.UDPBatch, cfg.UDPBlocking = mode.batch, mode.blocking
 	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -48,15 +55,15 @@ func testWildcardListen(t *testing.T, batch bool) {
 // TestReusePortSockets checks that a specific address gets one socket per
 // core on one port, all answering.
 func TestReusePortSockets(t *testing.T) {
-	for _, batch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) { testReusePort(t, batch) })
+	for _, mode := range udpModes {
+		t.Run(mode.name, func(t *testing.T) { testReusePort(t, mode) })
 	}
 }
 
-func testReusePort(t *testing.T, batch bool) {
+func testReusePort(t *testing.T, mode udpMode) {
 	s := newTestServer(t, testRegistry(0), "acme")
 	cfg := *s.cfg.Load()
-	cfg.UDPBatch = batch
+	cfg.UDPBatch, cfg.UDPBlocking = mode.batch, mode.blocking
 	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

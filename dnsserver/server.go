@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -36,6 +37,10 @@ type Config struct {
 	UDPWorkers int
 	// UDPBatch reads and writes UDP packets in batches (recvmmsg/sendmmsg).
 	UDPBatch bool
+	// UDPBlocking reads UDP with blocking batched system calls on sockets
+	// kept out of Go's network poller, one reader thread per socket
+	// (see blocking_linux.go). It implies UDPBatch.
+	UDPBlocking bool
 	// TCPIdleTimeout closes idle TCP connections; TCPMaxQueries caps the
 	// queries one connection may send.
 	TCPIdleTimeout time.Duration
@@ -77,7 +82,7 @@ type Server struct {
 	forwardSlots chan struct{}
 
 	mu      sync.Mutex
-	udp     []*net.UDPConn
+	udp     []io.Closer
 	tcp     []*dns.Server
 	wg      sync.WaitGroup
 	closing atomic.Bool
@@ -90,7 +95,13 @@ func New(cfg Config, store *registry.Store) *Server {
 		cfg.UDPSize = DefaultUDPSize
 	}
 	if cfg.UDPWorkers <= 0 {
+		// A blocking reader is a thread that answers until its socket is
+		// empty; one per socket is how C servers run. Poller readers are
+		// cheap goroutines, and a few per socket hide scheduling delays.
 		cfg.UDPWorkers = 4 * runtime.GOMAXPROCS(0)
+		if cfg.UDPBlocking {
+			cfg.UDPWorkers = runtime.GOMAXPROCS(0)
+		}
 	}
 	if cfg.TCPIdleTimeout <= 0 {
 		cfg.TCPIdleTimeout = 10 * time.Second
@@ -165,7 +176,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		}
 	}
 	var (
-		conns []*net.UDPConn
+		conns []udpSocket
 		tl    net.Listener
 		bind  netip.AddrPort
 	)
@@ -177,7 +188,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		attempts = 20
 	}
 	for try := 1; ; try++ {
-		conns, tl, bind, err = bindPort(lc, ap, network, tnet, sockets)
+		conns, tl, bind, err = bindPort(lc, ap, network, tnet, sockets, cfg.UDPBlocking)
 		if err == nil || try == attempts || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
@@ -196,17 +207,24 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		MaxTCPQueries: cfg.TCPMaxQueries,
 	}
 	s.mu.Lock()
-	s.udp = append(s.udp, conns...)
+	for _, c := range conns {
+		s.udp = append(s.udp, c)
+	}
 	s.tcp = append(s.tcp, ts)
 	s.addrs = append(s.addrs, conns[0].LocalAddr())
 	s.mu.Unlock()
-	for _, uc := range conns {
+	for _, c := range conns {
 		for range perSocket {
 			s.wg.Add(1)
-			if cfg.UDPBatch {
-				go s.serveUDPBatch(uc, wildcard)
-			} else {
-				go s.serveUDP(uc, wildcard)
+			switch uc := c.(type) {
+			case *rawUDP:
+				go s.serveRawUDP(uc, wildcard)
+			case *net.UDPConn:
+				if cfg.UDPBatch {
+					go s.serveUDPBatch(uc, wildcard)
+				} else {
+					go s.serveUDP(uc, wildcard)
+				}
 			}
 		}
 	}
@@ -221,11 +239,17 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	return nil
 }
 
+// udpSocket is a *net.UDPConn or a *rawUDP.
+type udpSocket interface {
+	io.Closer
+	LocalAddr() net.Addr
+}
+
 // bindPort opens the UDP sockets (SO_REUSEPORT, one per core) and the TCP
 // listener on one port; with port 0 in ap the first UDP socket picks it.
 // On error nothing stays open.
-func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sockets int) ([]*net.UDPConn, net.Listener, netip.AddrPort, error) {
-	var conns []*net.UDPConn
+func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sockets int, blocking bool) ([]udpSocket, net.Listener, netip.AddrPort, error) {
+	var conns []udpSocket
 	closeAll := func() {
 		for _, c := range conns {
 			c.Close()
@@ -233,21 +257,33 @@ func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sock
 	}
 	bind := ap
 	for i := range sockets {
-		pc, err := lc.ListenPacket(context.Background(), network, bind.String())
-		if err != nil {
-			closeAll()
-			return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
+		var c udpSocket
+		if blocking {
+			r, err := openRawUDP(bind, ap.Addr().IsUnspecified(), network == "udp" || network == "udp6")
+			if err != nil {
+				closeAll()
+				return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
+			}
+			c = r
+		} else {
+			pc, err := lc.ListenPacket(context.Background(), network, bind.String())
+			if err != nil {
+				closeAll()
+				return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
+			}
+			uc := pc.(*net.UDPConn)
+			// A deep receive buffer rides out moments when the workers are
+			// not scheduled; at the kernel default (~200 KiB, about a
+			// millisecond of a flood) the kernel drops packets from every
+			// source before the per-prefix limits can tell a flood from its
+			// neighbours.
+			setReceiveBuffer(uc, udpReceiveBuffer)
+			c = uc
 		}
-		uc := pc.(*net.UDPConn)
-		// A deep receive buffer rides out moments when the workers are not
-		// scheduled; at the kernel default (~200 KiB, about a millisecond
-		// of a flood) the kernel drops packets from every source before
-		// the per-prefix limits can tell a flood from its neighbours.
-		setReceiveBuffer(uc, udpReceiveBuffer)
 		if i == 0 {
-			bind = netip.AddrPortFrom(ap.Addr(), uc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+			bind = netip.AddrPortFrom(ap.Addr(), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 		}
-		conns = append(conns, uc)
+		conns = append(conns, c)
 	}
 	tl, err := lc.Listen(context.Background(), tnet, bind.String())
 	if err != nil {

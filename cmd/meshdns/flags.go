@@ -47,6 +47,8 @@ type options struct {
 	errorRateLimit      int
 	maxTCPConns         int
 	udpBatch            bool
+	udpBlocking         bool
+	udpWorkers          int
 	demo                bool
 	logLevel            string
 }
@@ -123,6 +125,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
 	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; more wait to be accepted")
 	f.BoolVar(&o.udpBatch, "udp-batch", true, "read and write UDP in batches (recvmmsg/sendmmsg); false: one system call per packet")
+	f.BoolVar(&o.udpBlocking, "udp-blocking", false, "read UDP with blocking batched calls on sockets outside Go's network poller (implies --udp-batch)")
+	f.IntVar(&o.udpWorkers, "udp-workers", 0, "UDP reader goroutines in all, spread over one socket per core; 0: 4 per core (1 per core with --udp-blocking)")
 	f.IntVar(&o.queryLogSample, "query-log-sample", 0, "log 1 in N queries at info level; 0 logs none")
 	f.DurationVar(&o.reconcileInterval, "reconcile-interval", 5*time.Minute, "how often to compare the snapshot with etcd and repair drift; 0 turns it off")
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")

@@ -48,7 +48,9 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 		RateLimit:      o.rateLimit,
 		ErrorRateLimit: o.errorRateLimit,
 		MaxTCPConns:    o.maxTCPConns,
-		UDPBatch:       o.udpBatch,
+		UDPBatch:       o.udpBatch || o.udpBlocking,
+		UDPBlocking:    o.udpBlocking,
+		UDPWorkers:     o.udpWorkers,
 		Observer:       r.obs,
 		Log:            r.log.Named("dns"),
 	}
@@ -123,6 +125,8 @@ func restartOnly(a, b *options) []string {
 	diff("embedded-etcd-peer-url", a.embeddedEtcdPeerURL == b.embeddedEtcdPeerURL)
 	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
 	diff("udp-batch", a.udpBatch == b.udpBatch)
+	diff("udp-blocking", a.udpBlocking == b.udpBlocking)
+	diff("udp-workers", a.udpWorkers == b.udpWorkers)
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
 	diff("demo", a.demo == b.demo)

@@ -1,0 +1,192 @@
+package dnsserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// A socket in Go's network poller costs a park and a wake-up through epoll
+// every time its queue runs dry: the reader goroutine parks, its thread
+// looks for other work, spins, sleeps in epoll_pwait, and the next packet
+// wakes that thread, which readies the goroutine, often on another thread.
+// Under a steady load of small queries that happens thousands of times a
+// second and costs more than answering.
+//
+// A rawUDP socket stays out of the poller: it is a blocking socket, and each
+// reader blocks in recvmmsg(MSG_WAITFORONE) in its own system call, as a C
+// server's thread would. The kernel wakes the one blocked thread when a
+// packet arrives; the call then also takes whatever else is queued.
+
+// rawUDP is a blocking UDP socket read outside Go's network poller.
+type rawUDP struct {
+	f     *os.File
+	rc    syscall.RawConn
+	fd    int
+	local netip.AddrPort
+	once  sync.Once
+}
+
+// readTimeout bounds each blocking read, so a reader notices shutdown even
+// if the wake-up from shutdown(2) were lost.
+const readTimeout = 250 * 1000 // microseconds
+
+// openRawUDP binds a blocking UDP socket with SO_REUSEPORT at ap (port 0:
+// the kernel picks). wildcard sockets also report each packet's destination.
+func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
+	family := unix.AF_INET
+	if v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (*rawUDP, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("SO_REUSEPORT", err)
+	}
+	if v6 {
+		// [::] also takes IPv4, as with Go's "udp" network; a specific
+		// IPv6 address takes only itself anyway.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
+	}
+	if wildcard {
+		if v6 {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
+				return fail("IPV6_RECVPKTINFO", err)
+			}
+		}
+		// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpReceiveBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpReceiveBuffer)
+	}
+	tv := unix.Timeval{Usec: readTimeout}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail("SO_RCVTIMEO", err)
+	}
+	var sa unix.Sockaddr
+	if v6 {
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind "+ap.String(), err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	local := ap
+	switch a := got.(type) {
+	case *unix.SockaddrInet6:
+		local = netip.AddrPortFrom(ap.Addr(), uint16(a.Port))
+	case *unix.SockaddrInet4:
+		local = netip.AddrPortFrom(ap.Addr(), uint16(a.Port))
+	}
+	// A blocking descriptor: os.NewFile keeps it out of the poller.
+	f := os.NewFile(uintptr(fd), "udp "+local.String())
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &rawUDP{f: f, rc: rc, fd: fd, local: local}, nil
+}
+
+// LocalAddr is the bound address.
+func (r *rawUDP) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(r.local) }
+
+// Close wakes the blocked readers (shutdown(2) ends a blocking read on a UDP
+// socket) and closes the socket once the last of them has returned.
+func (r *rawUDP) Close() error {
+	var err error
+	r.once.Do(func() {
+		_ = r.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+		err = r.f.Close()
+	})
+	return err
+}
+
+// WriteMsgUDPAddrPort sends one datagram, for replies sent outside the
+// reader (forwarded queries).
+func (r *rawUDP) WriteMsgUDPAddrPort(b, oob []byte, to netip.AddrPort) (int, int, error) {
+	var sa unix.Sockaddr
+	if r.local.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().Unmap().As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+	}
+	var n int
+	var serr error
+	err := r.rc.Control(func(fd uintptr) { n, serr = unix.SendmsgN(int(fd), b, oob, sa, 0) })
+	if err == nil {
+		err = serr
+	}
+	return n, len(oob), err
+}
+
+// serveRawUDP is serveUDPBatch's loop on a blocking socket: each call
+// blocks until a packet arrives and takes up to batchSize that are queued.
+func (s *Server) serveRawUDP(r *rawUDP, wildcard bool) {
+	defer s.wg.Done()
+	b := newUDPBatch()
+	w := s.newWorker()
+	w.conn, w.wildcard = r, wildcard
+	err := r.rc.Control(func(fd uintptr) {
+		for !s.closing.Load() {
+			b.resetReads()
+			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdrs[0])), batchSize, unix.MSG_WAITFORONE, 0, 0)
+			if e != 0 {
+				switch e {
+				case unix.EAGAIN, unix.EINTR: // read timeout or signal: look at closing again
+				default:
+					if !s.closing.Load() {
+						s.log.Warn("udp read failed", zap.Error(e))
+					}
+					if e == unix.EBADF || e == unix.ENOTSOCK {
+						return
+					}
+				}
+				continue
+			}
+			if n == 0 {
+				continue // shut down, or an empty datagram
+			}
+			m := s.answerBatch(w, b, int(n), r.local.Addr(), wildcard)
+			for sent := 0; sent < m; {
+				k, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.shdrs[sent])), uintptr(m-sent), 0, 0, 0)
+				if e != 0 {
+					if e == unix.EINTR {
+						continue
+					}
+					if !s.closing.Load() {
+						s.log.Debug("udp write failed", zap.Error(e))
+					}
+					sent++ // skip the reply the kernel refused (e.g. unreachable)
+					continue
+				}
+				sent += max(1, int(k))
+			}
+		}
+	})
+	if err != nil && !s.closing.Load() && !errors.Is(err, os.ErrClosed) {
+		s.log.Error("udp socket unusable; stopping this reader", zap.Error(err))
+	}
+}
