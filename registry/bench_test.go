@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 )
 
@@ -97,4 +98,32 @@ func mustParseKey(tb testing.TB, key string) Key {
 		tb.Fatal(err)
 	}
 	return k
+}
+
+// BenchmarkLoadScaleShape measures a full load of meshbench scale's shape
+// (many small orgs: 10 apps of 10 machines each), scaled down to 100,000
+// machines in 1,000 orgs, and the heap the loaded store keeps per machine.
+func BenchmarkLoadScaleShape(b *testing.B) {
+	evs, _ := benchRegistry(1000, 10, 10)
+	b.ReportAllocs()
+	var s *Store
+	for b.Loop() {
+		s = NewStore(DefaultPrefix)
+		s.Replace(int64(len(evs)), evs)
+		if s.Snapshot().OrgCount() != 1000 {
+			b.Fatal("not loaded")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/key")
+	b.StopTimer()
+	var before, after runtime.MemStats
+	s = nil
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s = NewStore(DefaultPrefix)
+	s.Replace(int64(len(evs)), evs)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(evs)), "heapB/key")
+	runtime.KeepAlive(s)
 }

@@ -1,20 +1,41 @@
 package registry
 
-// shardedMap is an immutable map split into a fixed number of shards, so
-// that a new version with a few keys changed copies only the shards those
-// keys live in (plus an array of shard pointers), not the whole map. It is
-// what lets one registry change cost work in proportion to the change while
-// readers keep reading the old version without locks.
+import "math/bits"
+
+// shardedMap is an immutable map split into shards, so that a new version
+// with a few keys changed copies only the shards those keys live in (plus
+// the slice of shard pointers), not the whole map. It is what lets one
+// registry change cost work in proportion to the change while readers keep
+// reading the old version without locks.
+//
+// The number of shards follows the size: a power of two, about one shard
+// per shardTarget entries, at most maxShards. A small map is one shard: a
+// Go map costs a few hundred bytes however few entries it holds, and
+// meshdns keeps two of these per org (apps and addresses), so 256 shards
+// for an org of 100 machines cost about 300 bytes per machine in maps of
+// one entry each. A change copies one shard: at most 2·shardTarget entries
+// in a map below maxShards·shardTarget entries, n/maxShards beyond.
 type shardedMap[K comparable, V any] struct {
-	shards *[mapShards]map[K]V
+	shards []map[K]V // len is a power of two; nil until the first Set
+	bits   uint8     // len(shards) == 1<<bits
 	hash   func(K) uint32
 	n      int
 }
 
-const mapShards = 256
+const (
+	maxShardBits = 8
+	maxShards    = 1 << maxShardBits
+	shardTarget  = 64
+)
 
 func newShardedMap[K comparable, V any](hash func(K) uint32) shardedMap[K, V] {
-	return shardedMap[K, V]{shards: new([mapShards]map[K]V), hash: hash}
+	return shardedMap[K, V]{hash: hash}
+}
+
+// shardIndex picks the shard of hash h among 1<<b shards: the top bits of a
+// multiplicative hash, so any number of shards gets well-mixed bits.
+func shardIndex(h uint32, b uint8) uint32 {
+	return (h * 0x9E3779B1) >> (32 - uint32(b)) // 0 when b is 0
 }
 
 // Get returns the value stored under k.
@@ -23,7 +44,7 @@ func (m shardedMap[K, V]) Get(k K) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	v, ok := m.shards[m.hash(k)%mapShards][k]
+	v, ok := m.shards[shardIndex(m.hash(k), m.bits)][k]
 	return v, ok
 }
 
@@ -32,9 +53,6 @@ func (m shardedMap[K, V]) Len() int { return m.n }
 
 // Range calls fn for every entry, in no particular order, until fn returns false.
 func (m shardedMap[K, V]) Range(fn func(K, V) bool) {
-	if m.shards == nil {
-		return
-	}
 	for _, s := range m.shards {
 		for k, v := range s {
 			if !fn(k, v) {
@@ -44,32 +62,43 @@ func (m shardedMap[K, V]) Range(fn func(K, V) bool) {
 	}
 }
 
+// shardBits is how many bits of shard index a map of n entries wants.
+func shardBits(n int) uint8 {
+	if n <= 2*shardTarget {
+		return 0
+	}
+	return uint8(min(bits.Len(uint(n/shardTarget-1)), maxShardBits))
+}
+
 // mapEditor makes a new version of a shardedMap. Each shard is copied at
 // most once per editor, however many of its keys change.
 type mapEditor[K comparable, V any] struct {
 	m      shardedMap[K, V]
-	copied [mapShards]bool
+	copied [maxShards / 64]uint64 // bit i: shard i is this editor's own
 }
 
 // edit starts a new version of m; m itself is never changed.
 func (m shardedMap[K, V]) edit() *mapEditor[K, V] {
-	shards := new([mapShards]map[K]V)
-	if m.shards != nil {
-		*shards = *m.shards
+	e := &mapEditor[K, V]{m: m}
+	if m.shards == nil {
+		e.m.shards = []map[K]V{nil}
+		e.m.bits = 0
+	} else {
+		e.m.shards = append([]map[K]V(nil), m.shards...)
 	}
-	return &mapEditor[K, V]{m: shardedMap[K, V]{shards: shards, hash: m.hash, n: m.n}}
+	return e
 }
 
 func (e *mapEditor[K, V]) shard(k K) map[K]V {
-	i := e.m.hash(k) % mapShards
-	if !e.copied[i] {
+	i := shardIndex(e.m.hash(k), e.m.bits)
+	if e.copied[i/64]&(1<<(i%64)) == 0 {
 		old := e.m.shards[i]
 		s := make(map[K]V, len(old)+1)
 		for k, v := range old {
 			s[k] = v
 		}
 		e.m.shards[i] = s
-		e.copied[i] = true
+		e.copied[i/64] |= 1 << (i % 64)
 	}
 	return e.m.shards[i]
 }
@@ -78,8 +107,34 @@ func (e *mapEditor[K, V]) Set(k K, v V) {
 	s := e.shard(k)
 	if _, ok := s[k]; !ok {
 		e.m.n++
+		if e.m.n > 2*shardTarget<<e.m.bits && e.m.bits < maxShardBits {
+			// Grown past its shards: spread it over more. This copies
+			// the whole map, but only each time it has doubled at least,
+			// so it adds a constant amount of work per entry added.
+			s[k] = v
+			e.reshard(shardBits(e.m.n))
+			return
+		}
 	}
 	s[k] = v
+}
+
+// reshard spreads the entries over 1<<b new shards, all of them the editor's own.
+func (e *mapEditor[K, V]) reshard(b uint8) {
+	shards := make([]map[K]V, 1<<b)
+	per := e.m.n>>b + 1
+	for i := range shards {
+		shards[i] = make(map[K]V, per+per/4)
+	}
+	for _, s := range e.m.shards {
+		for k, v := range s {
+			shards[shardIndex(e.m.hash(k), b)][k] = v
+		}
+	}
+	e.m.shards, e.m.bits = shards, b
+	for i := range e.copied {
+		e.copied[i] = ^uint64(0)
+	}
 }
 
 func (e *mapEditor[K, V]) Delete(k K) {

@@ -86,12 +86,16 @@ func TestShardedMapSharing(t *testing.T) {
 	e.Set("key1", -3) // same shard again: not copied twice
 	next := e.Done()
 
+	// 10,000 keys: 128 shards of 64 to 128 keys.
+	if len(old.shards) != 128 || len(next.shards) != 128 {
+		t.Fatalf("%d and %d shards for 10,000 keys, want 128", len(old.shards), len(next.shards))
+	}
 	touched := map[uint32]bool{}
 	for _, k := range []string{"key1", "key2", "key3"} {
-		touched[hashString(k)%mapShards] = true
+		touched[shardIndex(hashString(k), old.bits)] = true
 	}
 	copied := 0
-	for i := range mapShards {
+	for i := range len(old.shards) {
 		same := reflect.ValueOf(old.shards[i]).UnsafePointer() == reflect.ValueOf(next.shards[i]).UnsafePointer()
 		if touched[uint32(i)] == same {
 			t.Errorf("shard %d: touched=%v but shared=%v", i, touched[uint32(i)], same)
@@ -190,14 +194,14 @@ func TestHashSpread(t *testing.T) {
 		t.Helper()
 		used := map[uint32]int{}
 		for i := range n {
-			used[shardOf(i)%mapShards]++
+			used[shardIndex(shardOf(i), maxShardBits)]++
 		}
 		worst := 0
 		for _, c := range used {
 			worst = max(worst, c)
 		}
 		// Perfect spread puts n/256 in each shard; allow 4x that.
-		if limit := 4 * max(1, n/mapShards); worst > limit {
+		if limit := 4 * max(1, n/maxShards); worst > limit {
 			t.Errorf("%s: %d keys, %d shards used, fullest holds %d (limit %d)", what, n, len(used), worst, limit)
 		}
 	}
@@ -213,4 +217,57 @@ func TestHashSpread(t *testing.T) {
 		r := rand.New(rand.NewPCG(uint64(i), 0))
 		return hashAddr(netip.MustParseAddr(fmt.Sprintf("fdaa:0:18:a7b:%x:%x:%x:2", r.IntN(1<<16), r.IntN(1<<16), r.IntN(1<<16))))
 	})
+}
+
+// TestShardedMapGrows: a map has one shard while small and more as it grows,
+// never over 2·shardTarget entries in a shard below maxShards shards, and
+// an edit after growing still shares the shards it does not touch.
+func TestShardedMapGrows(t *testing.T) {
+	m := newShardedMap[int, int](func(k int) uint32 {
+		x := uint32(k)
+		x ^= x >> 16
+		x *= 0x7feb352d
+		return x ^ x>>15
+	})
+	want := map[int]int{}
+	for n := 0; n < 100000; {
+		e := m.edit()
+		for range 1 + n/3 {
+			e.Set(n, -n)
+			want[n] = -n
+			n++
+		}
+		m = e.Done()
+		if len(m.shards) != 1<<m.bits {
+			t.Fatalf("%d entries: %d shards, bits %d", m.Len(), len(m.shards), m.bits)
+		}
+		if m.Len() <= 2*shardTarget && len(m.shards) != 1 {
+			t.Fatalf("%d entries in %d shards, want 1", m.Len(), len(m.shards))
+		}
+		for i, s := range m.shards {
+			if len(m.shards) < maxShards && len(s) > 4*shardTarget {
+				t.Fatalf("%d entries: shard %d of %d holds %d", m.Len(), i, len(m.shards), len(s))
+			}
+		}
+	}
+	if len(m.shards) != maxShards {
+		t.Fatalf("%d entries in %d shards, want %d", m.Len(), len(m.shards), maxShards)
+	}
+	got := map[int]int{}
+	m.Range(func(k, v int) bool { got[k] = v; return true })
+	if !maps.Equal(got, want) {
+		t.Fatal("contents differ after growing")
+	}
+	e := m.edit()
+	e.Set(1, 1)
+	next := e.Done()
+	shared := 0
+	for i := range next.shards {
+		if reflect.ValueOf(m.shards[i]).UnsafePointer() == reflect.ValueOf(next.shards[i]).UnsafePointer() {
+			shared++
+		}
+	}
+	if shared != maxShards-1 {
+		t.Errorf("%d of %d shards shared after one edit", shared, maxShards)
+	}
 }
