@@ -51,6 +51,9 @@ type options struct {
 	udpWorkers          int
 	demo                bool
 	logLevel            string
+	gcPercent           int
+	memoryLimit         string
+	memoryLimitBytes    int64 // --memory-limit parsed, when a size
 }
 
 // etcdPasswordEnv holds the password of --etcd-user: a password on the
@@ -132,6 +135,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")
 	f.BoolVar(&o.demo, "demo", false, "seed a sample org 'demo' and answer loopback askers as its members")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.IntVar(&o.gcPercent, "gc-percent", 0, fmt.Sprintf("Go GC percentage (GOGC) while serving; 0: $GOGC if set, else %d", defaultGCPercent))
+	f.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime, e.g. 1GiB; off: none; auto: $GOMEMLIMIT if set, else 90% of the cgroup's memory limit, if any")
 }
 
 func (o *options) validate() error {
@@ -172,6 +177,16 @@ func (o *options) validate() error {
 	}
 	if o.rateLimit < 0 || o.errorRateLimit < 0 {
 		return fmt.Errorf("--rate-limit %d, --error-rate-limit %d: want 0 (default) or a rate per second", o.rateLimit, o.errorRateLimit)
+	}
+	if o.gcPercent < 0 {
+		return fmt.Errorf("--gc-percent %d: want 0 (default) or a percentage", o.gcPercent)
+	}
+	if o.memoryLimit != "auto" && o.memoryLimit != "off" {
+		n, err := parseSize(o.memoryLimit)
+		if err != nil {
+			return fmt.Errorf("--memory-limit %w, auto or off", err)
+		}
+		o.memoryLimitBytes = n
 	}
 	if o.maxTCPConns < 1 {
 		return fmt.Errorf("--max-tcp-conns %d: want at least 1", o.maxTCPConns)

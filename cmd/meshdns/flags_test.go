@@ -15,6 +15,9 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--forward-timeout", "0s"}, "--forward-timeout"},
 		{[]string{"--negative-ttl", "1500ms"}, "--negative-ttl"},
 		{[]string{"--query-log-sample", "-1"}, "--query-log-sample"},
+		{[]string{"--memory-limit", "lots"}, "--memory-limit"},
+		{[]string{"--memory-limit", "-1GiB"}, "--memory-limit"},
+		{[]string{"--gc-percent", "-5"}, "--gc-percent"},
 		{[]string{"--etcd-cert", "c.pem"}, "--etcd-cert and --etcd-key"},
 		{[]string{"--etcd-cacert", "ca.pem"}, "external etcd"},
 		{[]string{"--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-cacert", "ca.pem"}, "plain http"},
@@ -52,5 +55,19 @@ func TestDemoDefaults(t *testing.T) {
 	}
 	if o.defaultOrg != demoOrg || o.region != "ams" {
 		t.Errorf("--demo: default org %q region %q, want demo and ams", o.defaultOrg, o.region)
+	}
+}
+
+func TestMemoryLimitSizes(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "1.5GiB": 3 << 29, "4096": 4096, "64KiB": 64 << 10} {
+		o, err := parseOptions([]string{"--memory-limit", in})
+		if err != nil || o.memoryLimitBytes != want {
+			t.Errorf("--memory-limit %s: %d, %v; want %d", in, o.memoryLimitBytes, err, want)
+		}
+	}
+	for _, in := range []string{"auto", "off"} {
+		if o, err := parseOptions([]string{"--memory-limit", in}); err != nil || o.memoryLimitBytes != 0 {
+			t.Errorf("--memory-limit %s: %v", in, err)
+		}
 	}
 }

@@ -41,6 +41,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		endpoints = []string{o.embeddedEtcdURL}
 	}
 	logSettings(log, "meshdns starting", o, endpoints)
+	log.Info("memory settings", applyMemorySettings(o).fields()...)
 
 	m := metrics.New()
 	store := registry.NewStore(o.etcdPrefix, registry.WithLogger(log.Named("registry")),
@@ -58,7 +59,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	defer cli.Close()
 	cluster := loadLocalCopy(o, store, log.Named("registry"))
 	syncer := registry.NewSyncer(registry.SyncerConfig{Client: cli, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
-		ClusterID: cluster, ReconcileInterval: o.reconcileInterval,
+		ClusterID: cluster, ReconcileInterval: o.reconcileInterval, LoadGCPercent: loadGCPercent,
 		// Spread the full loads of a fleet restarting from stale copies.
 		ReloadJitter: 5 * time.Second})
 	m.WatchRegistry(store, syncer.Status)
