@@ -41,6 +41,9 @@ type Config struct {
 	// kept out of Go's network poller, one reader thread per socket
 	// (see blocking_linux.go). It implies UDPBatch.
 	UDPBlocking bool
+	// UDPSockets is how many SO_REUSEPORT sockets each listen address
+	// gets; 0: one per GOMAXPROCS.
+	UDPSockets int
 	// TCPIdleTimeout closes idle TCP connections; TCPMaxQueries caps the
 	// queries one connection may send.
 	TCPIdleTimeout time.Duration
@@ -100,7 +103,10 @@ func New(cfg Config, store *registry.Store) *Server {
 		// cheap goroutines, and a few per socket hide scheduling delays.
 		cfg.UDPWorkers = 4 * runtime.GOMAXPROCS(0)
 		if cfg.UDPBlocking {
-			cfg.UDPWorkers = runtime.GOMAXPROCS(0)
+			cfg.UDPWorkers = cfg.UDPSockets
+			if cfg.UDPWorkers <= 0 {
+				cfg.UDPWorkers = runtime.GOMAXPROCS(0)
+			}
 		}
 	}
 	if cfg.TCPIdleTimeout <= 0 {
@@ -166,7 +172,10 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	}
 	// One socket per core, all on one port: the kernel spreads queries
 	// over them and each has its own readers.
-	sockets := runtime.GOMAXPROCS(0)
+	sockets := cfg.UDPSockets
+	if sockets <= 0 {
+		sockets = runtime.GOMAXPROCS(0)
+	}
 	perSocket := max(1, cfg.UDPWorkers/sockets)
 	tnet := "tcp4"
 	if v6 {
@@ -383,6 +392,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 func (s *Server) Reconfigure(cfg Config) {
 	old := s.cfg.Load()
 	cfg.Listen, cfg.UDPWorkers = old.Listen, old.UDPWorkers
+	cfg.UDPBatch, cfg.UDPBlocking, cfg.UDPSockets = old.UDPBatch, old.UDPBlocking, old.UDPSockets
 	if cfg.UDPSize == 0 {
 		cfg.UDPSize = old.UDPSize
 	}

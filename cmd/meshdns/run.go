@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -118,7 +119,17 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	if err := rs.apply(o); err != nil {
 		return err
 	}
-	srv := dnsserver.New(rs.dnsConfig(o), store)
+	dcfg := rs.dnsConfig(o)
+	if o.udpBlocking {
+		// Each blocking reader holds a P while it waits in recvmmsg. One P
+		// more than readers leaves the runtime (timers, TCP, etcd, GC) a P
+		// of its own, so the scheduler never has to take a P from a reader
+		// in its system call and hand it back when the call returns.
+		n := runtime.GOMAXPROCS(0)
+		dcfg.UDPSockets = n
+		runtime.GOMAXPROCS(n + 1)
+	}
+	srv := dnsserver.New(dcfg, store)
 	if err := srv.Start(); err != nil {
 		return err
 	}
