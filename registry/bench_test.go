@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -126,4 +127,43 @@ func BenchmarkLoadScaleShape(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(evs)), "heapB/key")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkReconcile100k compares a loaded snapshot of 100,000 machines
+// (scale shape) with the same keys: page by page (what Reconcile does) and
+// by building a second store and diffing (what it did before). B/op is the
+// point: the memory a reconcile needs.
+func BenchmarkReconcile100k(b *testing.B) {
+	evs, _ := benchRegistry(1000, 10, 10)
+	s := NewStore(DefaultPrefix)
+	s.Replace(int64(len(evs)), evs)
+	snap := s.Snapshot()
+	b.Run("pages", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c := newComparer(DefaultPrefix, snap)
+			for _, ev := range evs {
+				if strings.HasPrefix(ev.Key, DefaultPrefix+"orgs/") {
+					c.org(ev)
+				}
+			}
+			c.orgsDone()
+			for _, ev := range evs {
+				c.add(ev)
+			}
+			if d := c.finish(); len(d) != 0 {
+				b.Fatal(d[:min(len(d), 5)])
+			}
+		}
+	})
+	b.Run("second-store", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			fresh := NewStore(DefaultPrefix)
+			fresh.Replace(int64(len(evs)), evs)
+			if d := DiffSnapshots(snap, fresh.Snapshot()); len(d) != 0 {
+				b.Fatal(d[:min(len(d), 5)])
+			}
+		}
+	})
 }

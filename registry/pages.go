@@ -13,7 +13,13 @@ import (
 // order. The next page is fetched while fn handles the last, so decoding
 // and etcd's work overlap. It returns the revision read and the key count.
 func (s *Syncer) readAll(ctx context.Context, rev int64, fn func([]*mvccpb.KeyValue)) (int64, int, error) {
-	end := clientv3.GetPrefixRangeEnd(s.cfg.Prefix)
+	return s.readRange(ctx, s.cfg.Prefix, rev, fn)
+}
+
+// readRange is readAll for the keys under prefix (which lies under the
+// registry's prefix).
+func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn func([]*mvccpb.KeyValue)) (int64, int, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
 	get := func(key string, rev int64) (*clientv3.GetResponse, error) {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize)}
 		if rev != 0 {
@@ -29,7 +35,7 @@ func (s *Syncer) readAll(ctx context.Context, rev int64, fn func([]*mvccpb.KeyVa
 		return resp, nil
 	}
 	// The first page fixes the revision every later page is read at.
-	first, err := get(s.cfg.Prefix, rev)
+	first, err := get(prefix, rev)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 // A watch can miss events without saying so (a bug, a partitioned member):
 // servers that never compared their cache with the source served deleted
 // records for months. The reconcile reads etcd at the revision of the
-// current snapshot — the same point in history — builds what it would
+// current snapshot — the same point in history — works out what it would
 // serve, and compares. A difference is drift: logged with its keys,
 // counted, and repaired by a full load through the watch loop.
 
@@ -45,26 +44,36 @@ func (s *Syncer) reconcileLoop(ctx context.Context) {
 
 // Reconcile compares the current snapshot with etcd's contents at the
 // snapshot's revision and returns the registry paths that differ. It counts
-// and logs any drift; the caller decides how to repair it.
+// and logs any drift; the caller decides how to repair it. It reads the
+// registry page by page and compares as it goes (see comparer): no second
+// copy of the registry is built, so a reconcile costs a page of memory.
 func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 	snap := s.cfg.Store.Snapshot()
 	if snap == nil || snap.Stale {
 		return nil, fmt.Errorf("no confirmed snapshot yet")
 	}
-	fresh := NewStore(s.cfg.Prefix)
-	l := fresh.BeginLoad()
-	if _, _, err := s.readAll(ctx, snap.Revision, func(kvs []*mvccpb.KeyValue) {
+	c := newComparer(s.cfg.Prefix, snap)
+	// Orgs first: whether an org is served decides about every key under
+	// it, and orgs/ sorts after apps/ and machines/. Both reads are at the
+	// snapshot's revision, so they see one state of etcd. A compacted
+	// revision or an etcd that is away leaves nothing to compare against
+	// this time.
+	if _, _, err := s.readRange(ctx, s.cfg.Prefix+"orgs/", snap.Revision, func(kvs []*mvccpb.KeyValue) {
 		for _, kv := range kvs {
-			l.Add(eventOf(kv))
+			c.org(eventOf(kv))
 		}
 	}); err != nil {
-		// Compacted past the snapshot's revision, or etcd is away:
-		// nothing to compare against this time.
 		return nil, err
 	}
-	l.Commit(snap.Revision)
-	diff := DiffSnapshots(snap, fresh.Snapshot())
-	debug.FreeOSMemory() // the comparison copy is garbage: return it now
+	c.orgsDone()
+	if _, _, err := s.readAll(ctx, snap.Revision, func(kvs []*mvccpb.KeyValue) {
+		for _, kv := range kvs {
+			c.add(eventOf(kv))
+		}
+	}); err != nil {
+		return nil, err
+	}
+	diff := c.finish()
 	s.reconciles.Add(1)
 	if len(diff) > 0 {
 		s.drift.Add(uint64(len(diff)))
