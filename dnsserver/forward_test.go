@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meshdns/meshdns/forward"
+	"github.com/meshdns/meshdns/internal/dnstest"
 )
 
 // TestSlowUpstreamBlocksNoWorker floods the server with queries for an
@@ -62,4 +64,45 @@ func TestSlowUpstreamBlocksNoWorker(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestForwardedReplyInEveryUDPMode checks that a forwarded answer, sent
+// later from a goroutine of its own, reaches the client from the address it
+// asked, whichever way the UDP sockets are read.
+func TestForwardedReplyInEveryUDPMode(t *testing.T) {
+	up := dnstest.Serve(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 7)})
+		_ = w.WriteMsg(m)
+	}), nil)
+	for _, mode := range udpModes {
+		t.Run(mode.name, func(t *testing.T) {
+			fw, err := forward.New(forward.Config{Upstreams: []string{up}, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newTestServer(t, testRegistry(0), "acme")
+			cfg := *s.cfg.Load()
+			cfg.Listen = []string{"[::]:0"}
+			cfg.UDPBatch, cfg.UDPBlocking = mode.batch, mode.blocking
+			cfg.Forwarder, cfg.ForwardTimeout = fw, 2*time.Second
+			s.cfg.Store(&cfg)
+			if err := s.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Shutdown(context.Background())
+			port := s.Addrs()[0].(*net.UDPAddr).Port
+			for _, host := range []string{"127.0.0.1", "::1"} {
+				c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+				r, _, err := c.Exchange(query("example.com.", dns.TypeA), net.JoinHostPort(host, strconv.Itoa(port)))
+				if err != nil {
+					t.Fatalf("%s: %v", host, err)
+				}
+				if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
+					t.Fatalf("%s: %v", host, r)
+				}
+			}
+		})
+	}
 }
