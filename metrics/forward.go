@@ -15,31 +15,24 @@ import (
 type forwardMetrics struct {
 	exchanges *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
-	hits      prometheus.Counter
-	misses    prometheus.Counter
+	cache     hitCounters
 }
 
 func newForwardMetrics(reg prometheus.Registerer) *forwardMetrics {
 	m := &forwardMetrics{
-		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "forward", Name: "upstream_requests_total",
-			Help: "Queries sent to upstream resolvers, by upstream, transport and result (ok, timeout, error).",
-		}, []string{"upstream", "proto", "result"}),
+		exchanges: newCounterVec("forward", "upstream_requests_total",
+			"Queries sent to upstream resolvers, by upstream, transport and result (ok, timeout, error).",
+			"upstream", "proto", "result"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "forward", Name: "upstream_duration_seconds",
 			Help:    "Time an upstream took to answer (successful exchanges only).",
 			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 14),
 		}, []string{"upstream"}),
-		hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "forward", Name: "cache_hits_total",
-			Help: "Forwarded questions answered from the forwarder's cache.",
-		}),
-		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "forward", Name: "cache_misses_total",
-			Help: "Forwarded questions not in the forwarder's cache.",
-		}),
+		cache: newHitCounters("forward", "cache_",
+			"Forwarded questions answered from the forwarder's cache.",
+			"Forwarded questions not in the forwarder's cache."),
 	}
-	reg.MustRegister(m.exchanges, m.duration, m.hits, m.misses)
+	reg.MustRegister(m.exchanges, m.duration, m.cache.hits, m.cache.misses)
 	return m
 }
 
@@ -59,10 +52,4 @@ func (m *forwardMetrics) ObserveUpstream(upstream, proto string, d time.Duration
 }
 
 // ObserveCache implements forward.Observer.
-func (m *forwardMetrics) ObserveCache(hit bool) {
-	if hit {
-		m.hits.Inc()
-	} else {
-		m.misses.Inc()
-	}
-}
+func (m *forwardMetrics) ObserveCache(hit bool) { m.cache.observe(hit) }

@@ -30,8 +30,7 @@ type queryMetrics struct {
 	truncated [2]prometheus.Counter
 	forwarded *prometheus.CounterVec
 	fwdByRc   []atomic.Pointer[counterRef]
-	hits      prometheus.Counter
-	misses    prometheus.Counter
+	cache     hitCounters
 }
 
 type counterRef struct{ c prometheus.Counter }
@@ -40,22 +39,15 @@ var transports = [2]string{dnsserver.UDP.String(), dnsserver.TCP.String()}
 
 func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 	m := &queryMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "dns", Name: "requests_total",
-			Help: "DNS queries answered, by query type (a fixed set, else \"other\"), response code and transport.",
-		}, []string{"type", "rcode", "transport"}),
-		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "dns", Name: "forwarded_requests_total",
-			Help: "Queries for names outside .internal/.flycast answered through the upstream resolvers, by response code.",
-		}, []string{"rcode"}),
-		hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "cache", Name: "hits_total",
-			Help: "Zone answers served from the answer cache.",
-		}),
-		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "cache", Name: "misses_total",
-			Help: "Zone answers that had to be computed (not in the answer cache).",
-		}),
+		requests: newCounterVec("dns", "requests_total",
+			"DNS queries answered, by query type (a fixed set, else \"other\"), response code and transport.",
+			"type", "rcode", "transport"),
+		forwarded: newCounterVec("dns", "forwarded_requests_total",
+			"Queries for names outside .internal/.flycast answered through the upstream resolvers, by response code.",
+			"rcode"),
+		cache: newHitCounters("cache", "",
+			"Zone answers served from the answer cache.",
+			"Zone answers that had to be computed (not in the answer cache)."),
 	}
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "dns", Name: "request_duration_seconds",
@@ -64,11 +56,10 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 		// milliseconds up to the forward timeout.
 		Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 14),
 	}, []string{"transport", "source"})
-	trunc := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "dns", Name: "truncated_responses_total",
-		Help: "Replies sent with the TC bit (the client should retry over TCP).",
-	}, []string{"transport"})
-	reg.MustRegister(m.requests, m.forwarded, m.hits, m.misses, dur, trunc)
+	trunc := newCounterVec("dns", "truncated_responses_total",
+		"Replies sent with the TC bit (the client should retry over TCP).",
+		"transport")
+	reg.MustRegister(m.requests, m.forwarded, m.cache.hits, m.cache.misses, dur, trunc)
 
 	m.table = make([][][2]atomic.Pointer[counterRef], len(qtypeLabels)+1)
 	for i := range m.table {
@@ -104,11 +95,11 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 		}).Inc()
 	case q.Cached:
 		src = 1
-		m.hits.Inc()
+		m.cache.hits.Inc()
 	case q.Org != "" && q.Rcode != dns.RcodeRefused && q.Rcode != dns.RcodeServerFailure:
 		// Answered from the zone for a known asker: the cache was asked.
 		src = 0
-		m.misses.Inc()
+		m.cache.misses.Inc()
 	}
 	m.duration[tr][src].Observe(q.Duration.Seconds())
 	if q.Truncated {
@@ -125,4 +116,33 @@ func (m *queryMetrics) counter(p *atomic.Pointer[counterRef], mk func() promethe
 	r := &counterRef{c: mk()}
 	p.Store(r)
 	return r.c
+}
+
+// newCounterVec is the counter meshdns_<subsystem>_<name> with the given
+// labels.
+func newCounterVec(subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(counterOpts(subsystem, name, help), labels)
+}
+
+func counterOpts(subsystem, name, help string) prometheus.CounterOpts {
+	return prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
+}
+
+// hitCounters count the hits and misses of one cache:
+// meshdns_<subsystem>_<prefix>hits_total and ..._<prefix>misses_total.
+type hitCounters struct{ hits, misses prometheus.Counter }
+
+func newHitCounters(subsystem, prefix, hitsHelp, missesHelp string) hitCounters {
+	return hitCounters{
+		hits:   prometheus.NewCounter(counterOpts(subsystem, prefix+"hits_total", hitsHelp)),
+		misses: prometheus.NewCounter(counterOpts(subsystem, prefix+"misses_total", missesHelp)),
+	}
+}
+
+func (c hitCounters) observe(hit bool) {
+	if hit {
+		c.hits.Inc()
+	} else {
+		c.misses.Inc()
+	}
 }

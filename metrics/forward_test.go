@@ -1,0 +1,35 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestForwardExchangesAndCacheAreCounted(t *testing.T) {
+	m := New()
+	obs := m.Forward()
+	obs.ObserveUpstream("10.0.0.1:53", "udp", 3*time.Millisecond, nil)
+	obs.ObserveUpstream("10.0.0.1:53", "udp", 5*time.Millisecond, nil)
+	obs.ObserveUpstream("10.0.0.1:53", "tcp", 2*time.Second, fmt.Errorf("exchange: %w", context.DeadlineExceeded))
+	obs.ObserveUpstream("10.0.0.2:53", "udp", time.Millisecond, errors.New("connection refused"))
+	obs.ObserveCache(true)
+	obs.ObserveCache(false)
+	obs.ObserveCache(false)
+
+	reg := m.Registry()
+	wantValue(t, reg, 2, "meshdns_forward_upstream_requests_total", "upstream=10.0.0.1:53", "proto=udp", "result=ok")
+	wantValue(t, reg, 1, "meshdns_forward_upstream_requests_total", "upstream=10.0.0.1:53", "proto=tcp", "result=timeout")
+	wantValue(t, reg, 1, "meshdns_forward_upstream_requests_total", "upstream=10.0.0.2:53", "proto=udp", "result=error")
+	wantValue(t, reg, 2, "meshdns_forward_upstream_duration_seconds", "upstream=10.0.0.1:53") // successful exchanges only
+	if _, ok := metricValue(t, reg, "meshdns_forward_upstream_duration_seconds", "upstream=10.0.0.2:53"); ok {
+		t.Errorf("a failed exchange was timed")
+	}
+	wantValue(t, reg, 1, "meshdns_forward_cache_hits_total")
+	wantValue(t, reg, 2, "meshdns_forward_cache_misses_total")
+	// The answer cache's counters are apart from the forwarder's.
+	wantValue(t, reg, 0, "meshdns_cache_hits_total")
+	wantValue(t, reg, 0, "meshdns_cache_misses_total")
+}
