@@ -106,6 +106,17 @@ stopped when it exits, also on error or interrupt.`,
 // envMaker makes the env of one benchmark from the parsed flags, changed by mod.
 type envMaker func(mod func(*common)) (*env, error)
 
+// run makes the env from the parsed flags as they are, runs f with it and
+// closes it.
+func (newE envMaker) run(f func(e *env) error) error {
+	e, err := newE(nil)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	return f(e)
+}
+
 // genFlags adds the registry-shape flags with the given defaults.
 func genFlags(f *pflag.FlagSet, g *genConfig, loader *string) {
 	f.IntVar(&g.Orgs, "orgs", g.Orgs, "number of orgs (each its own fdaa:0:<n>::/48)")
@@ -114,6 +125,11 @@ func genFlags(f *pflag.FlagSet, g *genConfig, loader *string) {
 	f.Float64Var(&g.ZipfS, "zipf", g.ZipfS, "Zipf exponent of machines per app and of app popularity in queries (0: machines spread evenly)")
 	f.Float64Var(&g.Stopped, "stopped", g.Stopped, "fraction of machines in state stopped")
 	f.StringVar(loader, "loader", *loader, "how to write the registry to etcd: putall (registry.Writer.PutAll) or txn (parallel raw transactions)")
+}
+
+// readyTimeoutFlag adds --ready-timeout, with d's value as its default.
+func readyTimeoutFlag(f *pflag.FlagSet, d *time.Duration) {
+	f.DurationVar(d, "ready-timeout", *d, "how long to wait for meshdns's first complete answers")
 }
 
 func newQPSCmd(newE envMaker) *cobra.Command {
@@ -129,14 +145,11 @@ func newQPSCmd(newE envMaker) *cobra.Command {
 			if c.Cores, err = parseInts(cores); err != nil {
 				return fmt.Errorf("--cores: %w", err)
 			}
-			e, err := newE(nil)
-			if err != nil {
+			return newE.run(func(e *env) error {
+				c.Gen.Seed = e.c.Seed
+				_, err := runQPS(e, c)
 				return err
-			}
-			defer e.close()
-			c.Gen.Seed = e.c.Seed
-			_, err = runQPS(e, c)
-			return err
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -147,7 +160,7 @@ func newQPSCmd(newE envMaker) *cobra.Command {
 	f.IntVar(&c.Check, "check", c.Check, "distinct queries whose answers are checked on every server before measuring")
 	f.BoolVar(&c.NSD, "nsd", c.NSD, "measure NSD too (needs the nsd binary)")
 	f.BoolVar(&c.Strict, "strict", c.Strict, "exit 1 if a checked answer differs from SPEC")
-	f.DurationVar(&c.ReadyTimeout, "ready-timeout", c.ReadyTimeout, "how long to wait for meshdns's first complete answers")
+	readyTimeoutFlag(f, &c.ReadyTimeout)
 	return cmd
 }
 
@@ -159,20 +172,17 @@ func newPropagationCmd(newE envMaker) *cobra.Command {
 		Short: "Time from an etcd write's return to the first DNS answer that shows it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := newE(nil)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			c.Gen.Seed = e.c.Seed
-			return runPropagation(e, c)
+			return newE.run(func(e *env) error {
+				c.Gen.Seed = e.c.Seed
+				return runPropagation(e, c)
+			})
 		},
 	}
 	f := cmd.Flags()
 	genFlags(f, &c.Gen, &c.Loader)
 	f.IntVar(&c.Changes, "changes", c.Changes, "number of changes (start, stop, move in turn)")
 	f.DurationVar(&c.Timeout, "timeout", c.Timeout, "a change not seen in DNS within this counts as lost")
-	f.DurationVar(&c.ReadyTimeout, "ready-timeout", c.ReadyTimeout, "how long to wait for meshdns's first complete answers")
+	readyTimeoutFlag(f, &c.ReadyTimeout)
 	return cmd
 }
 
@@ -185,13 +195,10 @@ func newScaleCmd(newE envMaker) *cobra.Command {
 		Short: "Start-up time, memory and QPS of meshdns with a big registry, against the qps benchmark's registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := newE(nil)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			c.Gen.Seed, c.Base.Seed = e.c.Seed, e.c.Seed
-			return runScale(e, c)
+			return newE.run(func(e *env) error {
+				c.Gen.Seed, c.Base.Seed = e.c.Seed, e.c.Seed
+				return runScale(e, c)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -200,7 +207,7 @@ func newScaleCmd(newE envMaker) *cobra.Command {
 	f.IntVar(&c.Base.Apps, "baseline-apps", c.Base.Apps, "apps of the comparison registry")
 	f.IntVar(&c.Queries, "queries", c.Queries, "lines in each dnsperf query file")
 	f.IntVar(&c.Rounds, "rounds", c.Rounds, "measured runs per server and setting")
-	f.DurationVar(&c.ReadyTimeout, "ready-timeout", c.ReadyTimeout, "how long to wait for meshdns's first complete answers")
+	readyTimeoutFlag(f, &c.ReadyTimeout)
 	f.BoolVar(&c.Restart, "restart", c.Restart, "also time a restart of meshdns on the same --data-dir")
 	f.DurationVar(&c.ReadyzWait, "readyz-wait", c.ReadyzWait, "how long after the first complete answer to wait for /readyz (if meshdns has --http)")
 	return cmd
