@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -166,4 +167,22 @@ func BenchmarkReconcile100k(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkWriteCopy100k writes the local copy of 100,000 machines (scale
+// shape). B/op is the garbage a save makes.
+func BenchmarkWriteCopy100k(b *testing.B) {
+	evs, _ := benchRegistry(1000, 10, 10)
+	s := NewStore(DefaultPrefix)
+	s.Replace(int64(len(evs)), evs)
+	path := b.TempDir() + "/local-copy.json.gz"
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := WriteCopy(path, DefaultPrefix, 1, s.Snapshot()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(path); err == nil {
+		b.ReportMetric(float64(fi.Size()), "file-bytes")
+	}
 }

@@ -41,7 +41,11 @@ type copyTrailer struct {
 }
 
 // WriteCopy writes snap to path atomically (a temporary file, synced, then
-// renamed over the old copy).
+// renamed over the old copy). It streams: each line is encoded into one
+// reused buffer (copyLine) and compressed as it goes, so a copy of a
+// million machines makes next to no garbage, and it compresses at
+// gzip.BestSpeed — the copy is read once per restart, written every
+// --local-copy-interval.
 func WriteCopy(path, prefix string, clusterID uint64, snap *Snapshot) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -53,52 +57,48 @@ func WriteCopy(path, prefix string, clusterID uint64, snap *Snapshot) error {
 	}
 	defer os.Remove(f.Name()) // after a successful rename this is a no-op
 	bw := bufio.NewWriterSize(f, 1<<20)
-	zw := gzip.NewWriter(bw)
-	enc := json.NewEncoder(zw)
-	n := 0
-	put := func(k Key, v any) error {
-		n++
-		data, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		return enc.Encode([]any{k.Path(), json.RawMessage(data)})
-	}
-	err = enc.Encode(copyHeader{Format: copyFormat, Prefix: prefix, ClusterID: clusterID, Revision: snap.Revision})
+	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	w := &copyWriter{zw: zw}
+	err = w.add(appendJSONLine(nil, copyHeader{Format: copyFormat, Prefix: prefix, ClusterID: clusterID, Revision: snap.Revision}))
+	w.n = 0 // the header is not an entry
 	for code, r := range snap.regions {
 		if err == nil {
-			err = put(RegionKey(code), r)
+			err = w.add(appendJSONLine(w.line, []any{RegionKey(code).Path(), r}))
 		}
 	}
 	for region, g := range snap.gateways {
 		if err == nil {
-			err = put(GatewayKey(region), g)
+			err = w.add(appendJSONLine(w.line, []any{GatewayKey(region).Path(), g}))
 		}
 	}
 	snap.RangeOrgs(func(o *Org) bool {
-		if err = put(OrgKey(o.Name), OrgValue{Network: o.Network}); err != nil {
+		if err = w.add(appendOrgLine(w.line, o), nil); err != nil {
 			return false
 		}
 		for _, an := range o.AppNames() {
 			a := o.App(an)
-			if err = put(AppKey(o.Name, an), AppValue{Flycast: a.Flycast}); err != nil {
+			if err = w.add(appendAppLine(w.line, a), nil); err != nil {
 				return false
 			}
 			for _, m := range a.Machines {
-				if err = put(MachineKey(o.Name, an, m.ID), m); err != nil {
+				if err = w.add(appendMachineLine(w.line, m)); err != nil {
 					return false
 				}
 			}
 		}
 		for _, pn := range o.PeerNames() {
-			if err = put(PeerKey(o.Name, pn), o.Peer(pn)); err != nil {
+			if err = w.add(appendPeerLine(w.line, o.Name, pn, o.Peer(pn))); err != nil {
 				return false
 			}
 		}
 		return true
 	})
 	if err == nil {
-		err = enc.Encode(copyTrailer{End: true, Count: n})
+		n := w.n
+		err = w.add(appendJSONLine(w.line, copyTrailer{End: true, Count: n}))
+	}
+	if err == nil {
+		err = w.flush()
 	}
 	if err == nil {
 		err = zw.Close()
@@ -119,6 +119,33 @@ func WriteCopy(path, prefix string, clusterID uint64, snap *Snapshot) error {
 		return fmt.Errorf("write local copy %s: %w", path, err)
 	}
 	return nil
+}
+
+// copyWriter collects encoded lines in one buffer and hands them to the
+// compressor 64 KiB at a time.
+type copyWriter struct {
+	zw   *gzip.Writer
+	line []byte
+	n    int // entries added
+}
+
+// add takes the buffer with one more line appended (or an encoding error).
+func (w *copyWriter) add(b []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	w.line = b
+	w.n++
+	if len(w.line) >= 64<<10 {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *copyWriter) flush() error {
+	_, err := w.zw.Write(w.line)
+	w.line = w.line[:0]
+	return err
 }
 
 // ErrNoCopy is returned by LoadCopy when there is no local copy.

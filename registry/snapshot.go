@@ -15,6 +15,9 @@ type Snapshot struct {
 	// Stale is set while the snapshot comes from the local copy and etcd has
 	// not yet confirmed it.
 	Stale bool
+	// dataVersion counts the publishes that may have changed what is
+	// served (events, full loads); see DataVersion.
+	dataVersion uint64
 
 	orgs     shardedMap[string, *Org]
 	nets     shardedMap[netKey, *Org]
@@ -47,6 +50,12 @@ func emptySnapshot() *Snapshot {
 		gateways: map[string]*Gateway{},
 	}
 }
+
+// DataVersion changes whenever a change may have altered what the snapshot
+// serves: a batch of events or a full load. A snapshot that only moved to a
+// later revision (a progress notification: etcd changed elsewhere) or was
+// confirmed keeps it, so a saver can tell that nothing it saved changed.
+func (s *Snapshot) DataVersion() uint64 { return s.dataVersion }
 
 // Org returns the org with that slug, or nil.
 func (s *Snapshot) Org(name string) *Org {

@@ -99,6 +99,10 @@ func (l *Load) commit(rev int64, stale bool) {
 	st.serialFloor = s.snap.Load()
 	next := st.publish(emptySnapshot(), rev, &s.gen, s.now())
 	next.Stale = stale
+	if prev := s.snap.Load(); prev != nil {
+		next.dataVersion = prev.dataVersion
+	}
+	next.dataVersion++
 	st.serialFloor = nil
 	s.st = st
 	s.logInvalid()
@@ -119,6 +123,9 @@ func (s *Store) Apply(rev int64, evs []Event) {
 		s.st.apply(ev)
 	}
 	next := s.st.publish(old, rev, &s.gen, s.now())
+	if len(evs) > 0 {
+		next.dataVersion++
+	}
 	s.logInvalid()
 	s.snap.Store(next)
 	s.notify(old, next, evs)

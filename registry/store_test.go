@@ -189,3 +189,25 @@ func TestStoreConcurrentReaders(t *testing.T) {
 	wg.Wait()
 	_ = s.InvalidCount()
 }
+
+// TestDataVersion: events and full loads move a snapshot's DataVersion; a
+// revision that moves without events (progress notification) does not.
+func TestDataVersion(t *testing.T) {
+	f := newFakeEtcd()
+	s := NewStore(DefaultPrefix)
+	s.Replace(f.rev, f.load(t, copyRegistry))
+	v1 := s.Snapshot().DataVersion()
+	s.Apply(f.rev+5, nil)
+	if v := s.Snapshot().DataVersion(); v != v1 || s.Revision() != f.rev+5 {
+		t.Fatalf("after a progress notification: version %d (was %d), revision %d", v, v1, s.Revision())
+	}
+	s.Apply(f.rev, f.step(t, `put machines/acme/web/0a01 {"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"stopped"}`))
+	v2 := s.Snapshot().DataVersion()
+	if v2 == v1 {
+		t.Fatal("an event left the version")
+	}
+	s.Replace(f.rev, f.contents())
+	if v := s.Snapshot().DataVersion(); v == v2 || v == v1 {
+		t.Fatalf("a full load left the version at %d", v)
+	}
+}

@@ -36,26 +36,49 @@ func loadLocalCopy(o *options, store *registry.Store, log *zap.Logger) uint64 {
 	return cluster
 }
 
-// saveLocalCopies writes the snapshot to the local copy whenever it has
-// changed and etcd has confirmed it, at most once per interval, and once
-// more when ctx ends.
+// refreshSaves is how many --local-copy-interval periods a copy whose
+// data did not change may keep its old revision: etcd's revision moves
+// with every write anywhere in the cluster (progress notifications carry
+// it to the snapshot), and rewriting a copy of a million machines for that
+// every 30 s is wasted work; but a copy far behind may find its revision
+// compacted at restart, which costs a full load instead of a catch-up.
+const refreshSaves = 20
+
+// saveLocalCopies writes the snapshot to the local copy whenever what it
+// serves has changed and etcd has confirmed it, at most once per interval,
+// and once more when ctx ends; a snapshot that only moved to a later
+// revision is saved again only every refreshSaves intervals.
 func saveLocalCopies(ctx context.Context, o *options, store *registry.Store, sy *registry.Syncer, log *zap.Logger) {
 	if o.localCopyInterval <= 0 {
 		return
 	}
-	var saved int64
-	save := func() {
+	var (
+		savedRev  int64
+		savedData uint64
+		savedAt   time.Time
+		haveSaved bool
+	)
+	if snap := store.Snapshot(); snap != nil && snap.Stale {
+		// Served from the local copy: that is what the file holds.
+		savedRev, savedData, savedAt, haveSaved = snap.Revision, snap.DataVersion(), time.Now(), true
+	}
+	save := func(final bool) {
 		snap := store.Snapshot()
-		if snap == nil || snap.Stale || snap.Revision == saved || sy.ClusterID() == 0 {
+		if snap == nil || snap.Stale || sy.ClusterID() == 0 {
 			return
+		}
+		if haveSaved && snap.DataVersion() == savedData {
+			if snap.Revision == savedRev || !final && time.Since(savedAt) < refreshSaves*o.localCopyInterval {
+				return
+			}
 		}
 		start := time.Now()
 		if err := registry.WriteCopy(localCopyPath(o), o.etcdPrefix, sy.ClusterID(), snap); err != nil {
 			log.Warn("cannot save the local copy of the registry", zap.Error(err))
 			return
 		}
-		saved = snap.Revision
-		log.Debug("saved the local copy of the registry", zap.Int64("revision", saved),
+		savedRev, savedData, savedAt, haveSaved = snap.Revision, snap.DataVersion(), start, true
+		log.Debug("saved the local copy of the registry", zap.Int64("revision", snap.Revision),
 			zap.Duration("took", time.Since(start).Round(time.Millisecond)))
 	}
 	t := time.NewTicker(o.localCopyInterval)
@@ -63,10 +86,10 @@ func saveLocalCopies(ctx context.Context, o *options, store *registry.Store, sy 
 	for {
 		select {
 		case <-ctx.Done():
-			save()
+			save(true)
 			return
 		case <-t.C:
-			save()
+			save(false)
 		}
 	}
 }
