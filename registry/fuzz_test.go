@@ -153,3 +153,70 @@ func errIf(b bool) error {
 }
 
 var errFuzz = errors.New("inconsistent key fields")
+
+// FuzzDecodeFastMatchesJSON: Decode with the shortcut decoders of
+// fastjson.go gives exactly what encoding/json alone gives — the same
+// value, or the same error — for any input. Seeds cover the shapes the
+// shortcut takes and every way it has to give up.
+func FuzzDecodeFastMatchesJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"started","metadata":{"a":"b"}}`,
+		`{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"started","process_group":"app","skip_registration":false,"updated_at":"2025-03-01T12:00:00Z"}`,
+		` { "region" : "iad" , "ip":"fdaa::2", "state":"stopped", "process_group":"worker", "metadata":{}, "skip_registration":true, "updated_at":"2025-03-01T12:00:00.123456789+02:00" } `,
+		`{"Region":"ams","ip":"fdaa::2","state":"started"}`,
+		`{"region":"ams","region":"iad","ip":"fdaa::2","state":"started"}`,
+		`{"region":"a\u006ds","ip":"fdaa::2","state":"started"}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","metadata":{"a":"b","a":"c"}}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","metadata":null}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","skip_registration":null}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","updated_at":null}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","updated_at":"2025-13-01T12:00:00Z"}`,
+		`{"region":"ams","ip":"","state":"started"}`,
+		`{"region":"ams","ip":"fdaa::2%eth0","state":"started"}`,
+		`{"region":"ams","ip":"10.0.0.1","state":"started"}`,
+		`{"region":5,"ip":"fdaa::2","state":"started"}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started",}`,
+		`{"region":"ams","ip":"fdaa::2","state":"started"} x`,
+		`{"region":"ams","ip":"fdaa::2","state":"started","extra":[1,2,{"x":null}]}`,
+		`{"region":"é","ip":"fdaa::2","state":"started"}`,
+		"{\"region\":\"ams\xff\",\"ip\":\"fdaa::2\",\"state\":\"started\"}",
+		`{}`, ` {} `, `null`, `[]`, `"x"`, `{`, ``,
+		`{"flycast":"fdaa:0:18::5"}`, `{"flycast":""}`, `{"flycast":"fdaa:0:18::5","updated_at":"2025-03-01T12:00:00Z"}`,
+		`{"flycast":"fdaa:0:18::5","flycast":"fdaa:0:18::6"}`, `{"Flycast":"fdaa:0:18::5"}`,
+	} {
+		f.Add(uint8(KindMachine), []byte(s))
+		f.Add(uint8(KindApp), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		k := fuzzKeys[int(kind)%len(fuzzKeys)]
+		fast, ferr := decode(k, data, true)
+		slow, serr := decode(k, data, false)
+		if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+			t.Fatalf("%q: shortcut gives %v, encoding/json %v", data, ferr, serr)
+		}
+		if ferr != nil {
+			return
+		}
+		fj, _ := json.Marshal(fast)
+		sj, _ := json.Marshal(slow)
+		if !bytes.Equal(fj, sj) || !reflect.DeepEqual(withoutTime(fast), withoutTime(slow)) {
+			t.Fatalf("%q: shortcut gives\n%#v\nencoding/json\n%#v", data, fast, slow)
+		}
+	})
+}
+
+// withoutTime is a decoded value with its timestamp cleared (two parses of
+// one offset make two *time.Location; json.Marshal compares the times).
+func withoutTime(v any) any {
+	switch v := v.(type) {
+	case *Machine:
+		c := *v
+		c.UpdatedAt = time.Time{}
+		return c
+	case *AppValue:
+		c := *v
+		c.UpdatedAt = time.Time{}
+		return c
+	}
+	return v
+}

@@ -86,7 +86,11 @@ const DefaultProcessGroup = "app"
 // inside its org's network, networks not shared) are checked when the
 // snapshot is built. The result is one of *OrgValue, *AppValue, *Machine,
 // *Peer, *Gateway, *Region.
-func Decode(k Key, data []byte) (any, error) {
+func Decode(k Key, data []byte) (any, error) { return decode(k, data, true) }
+
+// decode is Decode; fast lets it try the shortcut decoders of fastjson.go
+// before encoding/json (tests compare the two).
+func decode(k Key, data []byte, fast bool) (any, error) {
 	var v any
 	var err error
 	switch k.Kind {
@@ -98,13 +102,21 @@ func Decode(k Key, data []byte) (any, error) {
 		v = o
 	case KindApp:
 		a := &AppValue{Org: k.Org, Name: k.App}
-		if err = unmarshal(data, a); err == nil {
+		if !fast || !decodeAppFast(data, a) {
+			*a = AppValue{Org: k.Org, Name: k.App} // whatever the shortcut set
+			err = unmarshal(data, a)
+		}
+		if err == nil {
 			err = a.Validate()
 		}
 		v = a
 	case KindMachine:
 		m := &Machine{Org: k.Org, App: k.App, ID: k.Name}
-		if err = unmarshal(data, m); err == nil {
+		if !fast || !decodeMachineFast(data, m) {
+			*m = Machine{Org: k.Org, App: k.App, ID: k.Name} // whatever the shortcut set
+			err = unmarshal(data, m)
+		}
+		if err == nil {
 			if m.ProcessGroup == "" {
 				m.ProcessGroup = DefaultProcessGroup
 			}
@@ -174,12 +186,15 @@ func (m *Machine) Validate() error {
 	if err != nil {
 		return err
 	}
+	// The error of the first bad key in sorted order, so the reason
+	// logged for a value is always the same (map order is random).
+	var badKey string
 	for k, v := range m.Metadata {
-		if err := firstErr(CheckLabel("metadata key", k), CheckLabel("metadata value of "+k, v)); err != nil {
-			return err
+		if e := firstErr(CheckLabel("metadata key", k), CheckLabel("metadata value of "+k, v)); e != nil && (err == nil || k < badKey) {
+			badKey, err = k, e
 		}
 	}
-	return nil
+	return err
 }
 
 // Validate checks a peer value on its own.
