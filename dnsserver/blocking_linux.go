@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -142,6 +144,10 @@ func (r *rawUDP) WriteMsgUDPAddrPort(b, oob []byte, to netip.AddrPort) (int, int
 	return n, len(oob), err
 }
 
+// yieldEvery is how often a blocking reader passes through the scheduler;
+// well under the runtime's 10 ms before it treats a goroutine as stuck.
+const yieldEvery = 2 * time.Millisecond
+
 // serveRawUDP is serveUDPBatch's loop on a blocking socket: each call
 // blocks until a packet arrives and takes up to batchSize that are queued.
 func (s *Server) serveRawUDP(r *rawUDP, wildcard bool) {
@@ -149,8 +155,19 @@ func (s *Server) serveRawUDP(r *rawUDP, wildcard bool) {
 	b := newUDPBatch()
 	w := s.newWorker()
 	w.conn, w.wildcard = r, wildcard
+	lastYield := time.Now()
 	err := r.rc.Control(func(fd uintptr) {
 		for !s.closing.Load() {
+			// A goroutine that never passes through the scheduler looks
+			// stuck to the runtime's monitor after 10 ms: it then takes the
+			// reader's P in the middle of its system call and keeps waking
+			// up every 20 µs for a while. Yielding now and then (a few
+			// hundred nanoseconds every couple of milliseconds) keeps the
+			// monitor asleep and the reader on its P.
+			if now := time.Now(); now.Sub(lastYield) > yieldEvery {
+				runtime.Gosched()
+				lastYield = now
+			}
 			b.resetReads()
 			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdrs[0])), batchSize, unix.MSG_WAITFORONE, 0, 0)
 			if e != 0 {
