@@ -124,10 +124,12 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		// Each blocking reader holds a P while it waits in recvmmsg. One P
 		// more than readers leaves the runtime (timers, TCP, etcd, GC) a P
 		// of its own, so the scheduler never has to take a P from a reader
-		// in its system call and hand it back when the call returns.
+		// in its system call and hand it back when the call returns. A
+		// blocked reader uses no CPU, so Ps beyond the cores cost nothing
+		// until every reader is busy at once.
 		n := runtime.GOMAXPROCS(0)
 		dcfg.UDPSockets = n
-		runtime.GOMAXPROCS(n + 1)
+		runtime.GOMAXPROCS(n*len(o.listen) + 1)
 	}
 	srv := dnsserver.New(dcfg, store)
 	if err := srv.Start(); err != nil {
