@@ -129,7 +129,11 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		// until every reader is busy at once.
 		n := runtime.GOMAXPROCS(0)
 		dcfg.UDPSockets = n
-		runtime.GOMAXPROCS(n*len(o.listen) + 1)
+		readers := n // per listen address, as dnsserver spreads them
+		if o.udpWorkers > 0 {
+			readers = max(1, o.udpWorkers/n) * n
+		}
+		runtime.GOMAXPROCS(readers*len(o.listen) + 1)
 	}
 	srv := dnsserver.New(dcfg, store)
 	if err := srv.Start(); err != nil {
