@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -32,6 +33,11 @@ func (s *Syncer) reconcileLoop(ctx context.Context) {
 			continue
 		}
 		diff, err := s.Reconcile(ctx)
+		// The pages read are garbage now. Collect and hand the memory
+		// back at once, on this goroutine (nothing waits for it): the GC
+		// would otherwise keep the heap grown by a reconcile's pages
+		// until the next one.
+		debug.FreeOSMemory()
 		if err != nil {
 			s.cfg.Log.Info("reconcile skipped", zap.Error(err))
 			continue
