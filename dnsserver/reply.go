@@ -150,7 +150,7 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
 		m.Rcode = dns.RcodeRefused
 	default:
-		s.answer(m, req, q, info)
+		s.answer(m, req, q, info, size)
 	}
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
@@ -168,8 +168,9 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	return m
 }
 
-// answer fills in the answer to one IN-class question.
-func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo) {
+// answer fills in the answer to one IN-class question, for a reply of at
+// most size bytes.
+func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo, size int) {
 	cfg := s.cfg.Load()
 	qn := req.Question[0]
 	snap := s.store.Snapshot()
@@ -191,7 +192,9 @@ func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo) {
 		s.forward(m, req, cfg, info)
 		return
 	}
-	res := zones.Answer(snap, asker, qn, cfg.Zones)
+	zc := cfg.Zones
+	zc.ReplySize = size
+	res := zones.Answer(snap, asker, qn, zc)
 	m.Authoritative = res.InZone
 	m.Rcode = res.Rcode
 	m.Answer = res.Answer

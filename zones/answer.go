@@ -191,7 +191,12 @@ func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 	}
 	o := newOrigin(NewRegions(regs), r.a.Region(r.cfg))
 	seed := addrSeed(r.a.Addr)
-	if limit > 0 && limit < n {
+	// Only the nearest that could fit in the reply matter: the server
+	// cuts the rest, so ranking all of a big app would be wasted work.
+	if fit := r.cfg.fitBound(); fit > 0 && (limit == 0 || fit < limit) {
+		limit = fit
+	}
+	if limit > 0 && limit < n && limit <= MaxTop {
 		var buf [MaxTop]ranked
 		best := buf[:0]
 		for _, m := range app.Machines {
@@ -207,7 +212,11 @@ func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 			rs = append(rs, rankOf(m, &o, seed))
 		}
 	}
-	sortRanked(rs)
+	if limit > 0 && limit < n {
+		rs = nearest(rs, limit)
+	} else {
+		sortRanked(rs)
+	}
 	return r.positive(aaaaRecords(r.q.Name, r.cfg.TTL, rs))
 }
 

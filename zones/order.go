@@ -120,6 +120,42 @@ func rankOf(m *registry.Machine, o *origin, seed uint64) ranked {
 // sortRanked sorts rs nearest first.
 func sortRanked(rs []ranked) { slices.SortFunc(rs, compareRanked) }
 
+// nearest returns the k nearest of rs, in order, reordering rs: a heap of
+// the best k so far (the farthest on top) costs O(n log k) where sorting
+// all would cost O(n log n).
+func nearest(rs []ranked, k int) []ranked {
+	h := rs[:k]
+	for i := k/2 - 1; i >= 0; i-- {
+		siftDown(h, i)
+	}
+	for _, x := range rs[k:] {
+		if compareRanked(x, h[0]) < 0 {
+			h[0] = x
+			siftDown(h, 0)
+		}
+	}
+	sortRanked(h)
+	return h
+}
+
+// siftDown restores the max-heap order of h below i.
+func siftDown(h []ranked, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && compareRanked(h[c+1], h[c]) > 0 {
+			c++
+		}
+		if compareRanked(h[c], h[i]) <= 0 {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
 // keepBest offers x to best, the nearest machines seen so far in order,
 // holding at most limit: a top<N> answer needs only those, so it streams
 // over the app's machines in a fixed buffer instead of sorting them all.

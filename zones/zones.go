@@ -19,6 +19,26 @@ type Config struct {
 	// ServerRegion is the server's own --region: the asker's region when no
 	// machine or peer owns the source address.
 	ServerRegion string
+	// ReplySize is the most bytes the reply to this query may take (the
+	// client's UDP size, or 65,535 over TCP); 0: no bound. An AAAA answer
+	// for many machines then holds only the nearest that could fit, plus
+	// one, so that the server still sees that it must cut (and set TC
+	// over UDP); what it keeps is the same as from the whole list.
+	ReplySize int
+}
+
+// minAAAASize is the least an AAAA record takes in a reply: a compression
+// pointer for its owner name, type, class, TTL, length and 16 bytes.
+const minAAAASize = 2 + 10 + 16
+
+// fitBound is how many AAAA records an answer needs to carry at most for
+// the server to cut it exactly as it would cut the whole list: one more
+// than could fit in ReplySize even after a 12-byte header. 0: no bound.
+func (c Config) fitBound() int {
+	if c.ReplySize <= 0 {
+		return 0
+	}
+	return max(0, c.ReplySize-12)/minAAAASize + 1
 }
 
 func (c Config) withDefaults() Config {
