@@ -180,6 +180,8 @@ func (s *Server) serveRawUDP(r *rawUDP, wildcard bool) {
 					if e == unix.EBADF || e == unix.ENOTSOCK {
 						return
 					}
+					// Do not spin on an error that persists (ENOMEM...).
+					time.Sleep(10 * time.Millisecond)
 				}
 				continue
 			}
