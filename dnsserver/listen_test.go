@@ -28,9 +28,14 @@ func TestWildcardListenRepliesFromQueriedAddress(t *testing.T) {
 }
 
 func testWildcardListen(t *testing.T, mode udpMode) {
+	t.Run("[::]", func(t *testing.T) { testWildcardAt(t, mode, "[::]:0", []string{"127.0.0.1", "127.0.0.2", "::1"}) })
+	t.Run("0.0.0.0", func(t *testing.T) { testWildcardAt(t, mode, "0.0.0.0:0", []string{"127.0.0.1", "127.0.0.2"}) })
+}
+
+func testWildcardAt(t *testing.T, mode udpMode, listen string, hosts []string) {
 	s := newTestServer(t, testRegistry(0), "acme")
 	cfg := *s.cfg.Load()
-	cfg.Listen = []string{"[::]:0"}
+	cfg.Listen = []string{listen}
 	cfg.UDPBatch, cfg.UDPBlocking = mode.batch, mode.blocking
 	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
@@ -38,7 +43,7 @@ func testWildcardListen(t *testing.T, mode udpMode) {
 	}
 	defer s.Shutdown(context.Background())
 	port := s.Addrs()[0].(*net.UDPAddr).Port
-	for _, host := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
+	for _, host := range hosts {
 		for _, nw := range []string{"udp", "tcp"} {
 			c := &dns.Client{Net: nw, Timeout: 2 * time.Second}
 			r, _, err := c.Exchange(query("web.internal.", dns.TypeAAAA), net.JoinHostPort(host, strconv.Itoa(port)))
