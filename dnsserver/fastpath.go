@@ -17,6 +17,7 @@ import (
 // shares nothing with other workers.
 type worker struct {
 	s     *Server
+	id    int // QueryInfo.Worker
 	cache *answerCache
 	// conn and from are the socket and client of the packet being handled,
 	// for replies sent later by a forwarding goroutine; nil conn (tests)
@@ -36,7 +37,7 @@ type udpWriter interface {
 }
 
 func (s *Server) newWorker() *worker {
-	return &worker{s: s, cache: newAnswerCache(), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
+	return &worker{s: s, id: int(s.workers.Add(1)), cache: newAnswerCache(), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
 }
 
 const (
@@ -122,6 +123,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 		info := e.info
 		info.Cached = true
 		info.Src = src
+		info.Worker = w.id
 		info.Duration = time.Since(start)
 		obs.ObserveQuery(info)
 	}

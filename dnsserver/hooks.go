@@ -32,6 +32,10 @@ type QueryInfo struct {
 	// Size is the reply's length in bytes; Truncated is its TC bit.
 	Size      int
 	Truncated bool
+	// Worker numbers the UDP reader that answered from its cache (1, 2,
+	// ...), so an Observer can keep counts per reader instead of sharing
+	// them; 0 for every other answer.
+	Worker int
 }
 
 // Observer is told about every query the server answers. It is called on

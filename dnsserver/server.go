@@ -83,6 +83,8 @@ type Server struct {
 	clock   *coarseClock
 	// forwardSlots bounds forwarded queries in flight.
 	forwardSlots chan struct{}
+	// workers numbers the UDP workers as they start.
+	workers atomic.Int32
 
 	mu      sync.Mutex
 	udp     []io.Closer

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +16,11 @@ import (
 func BenchmarkObserveCachedQuery(b *testing.B) {
 	m := newQueryMetrics(prometheus.NewRegistry())
 	info := dnsserver.QueryInfo{Qtype: dns.TypeAAAA, Rcode: dns.RcodeSuccess, Transport: dnsserver.UDP, Cached: true, Org: "acme", Duration: 300 * time.Nanosecond}
+	var workers atomic.Int32
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
+		info := info
+		info.Worker = int(workers.Add(1)) // as each UDP reader numbers itself
 		for pb.Next() {
 			m.ObserveQuery(info)
 		}

@@ -31,6 +31,7 @@ type queryMetrics struct {
 	forwarded *prometheus.CounterVec
 	fwdByRc   []atomic.Pointer[counterRef]
 	cache     hitCounters
+	lane      *cacheLane // cached UDP answers
 }
 
 type counterRef struct{ c prometheus.Counter }
@@ -49,17 +50,17 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 			"Zone answers served from the answer cache.",
 			"Zone answers that had to be computed (not in the answer cache)."),
 	}
+	const durHelp = "Time from reading a query to having its reply, by transport and by where the answer came from (zone, cache, forward, other)."
+	durLabels := []string{"transport", "source"}
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "dns", Name: "request_duration_seconds",
-		Help: "Time from reading a query to having its reply, by transport and by where the answer came from (zone, cache, forward, other).",
-		// 25µs to ~3.3s: zone answers take microseconds, forwarded ones
-		// milliseconds up to the forward timeout.
-		Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 14),
-	}, []string{"transport", "source"})
+		Help: durHelp, Buckets: durationBuckets,
+	}, durLabels)
+	m.lane = newCacheLane(prometheus.NewDesc(prometheus.BuildFQName(namespace, "dns", "request_duration_seconds"), durHelp, durLabels, nil))
 	trunc := newCounterVec("dns", "truncated_responses_total",
 		"Replies sent with the TC bit (the client should retry over TCP).",
 		"transport")
-	reg.MustRegister(m.requests, m.forwarded, m.cache.hits, m.cache.misses, dur, trunc)
+	reg.MustRegister(m.forwarded, &queryCollector{m: m, inner: []prometheus.Collector{m.requests, m.cache.hits, m.cache.misses, dur, trunc}})
 
 	m.table = make([][][2]atomic.Pointer[counterRef], len(qtypeLabels)+1)
 	for i := range m.table {
@@ -69,6 +70,11 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 	for t, tr := range transports {
 		m.truncated[t] = trunc.WithLabelValues(tr)
 		for _, src := range sources {
+			if t == 0 && src == sourceCache {
+				// The cache lane reports this series itself.
+				m.duration[t] = append(m.duration[t], nil)
+				continue
+			}
 			m.duration[t] = append(m.duration[t], dur.WithLabelValues(tr, src))
 		}
 	}
@@ -82,9 +88,11 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 		tr = 1
 	}
 	qi, ri := qtypeIndex(q.Qtype), rcodeIndex(q.Rcode)
-	m.counter(&m.table[qi][ri][tr], func() prometheus.Counter {
-		return m.requests.WithLabelValues(qtypeName(qi), rcodeName(ri), transports[tr])
-	}).Inc()
+	if q.Cached && !q.Forwarded && tr == 0 {
+		m.lane.observe(q.Worker, qi, ri, q.Duration, q.Truncated)
+		return
+	}
+	m.requestCounter(qi, ri, tr).Inc()
 
 	src := 3 // other
 	switch {
@@ -105,6 +113,36 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 	if q.Truncated {
 		m.truncated[tr].Inc()
 	}
+}
+
+// requestCounter is the requests_total series of (qtype, rcode, transport)
+// indexes.
+func (m *queryMetrics) requestCounter(qi, ri, tr int) prometheus.Counter {
+	return m.counter(&m.table[qi][ri][tr], func() prometheus.Counter {
+		return m.requests.WithLabelValues(qtypeName(qi), rcodeName(ri), transports[tr])
+	})
+}
+
+// queryCollector gathers the query metrics: it first hands the cache
+// lane's counts to the shared counters, then collects those, and adds the
+// lane's histogram series.
+type queryCollector struct {
+	m     *queryMetrics
+	inner []prometheus.Collector
+}
+
+func (c *queryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, in := range c.inner {
+		in.Describe(ch)
+	}
+}
+
+func (c *queryCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.lane.flush(c.m)
+	for _, in := range c.inner {
+		in.Collect(ch)
+	}
+	ch <- c.m.lane.histogram()
 }
 
 // counter returns the table entry, creating its series on first use.
