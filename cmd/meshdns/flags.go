@@ -135,7 +135,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")
 	f.BoolVar(&o.demo, "demo", false, "seed a sample org 'demo' and answer loopback askers as its members")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	f.IntVar(&o.gcPercent, "gc-percent", 0, fmt.Sprintf("Go GC percentage (GOGC) while serving; 0: $GOGC if set, else %d", defaultGCPercent))
+	f.IntVar(&o.gcPercent, "gc-percent", 0, "Go GC percentage (GOGC) while serving; 0: $GOGC if set, else from the live heap (100 up to 256 MiB live, down to 50 from 512 MiB)")
 	f.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime, e.g. 1GiB; off: none; auto: $GOMEMLIMIT if set, else 90% of the cgroup's memory limit, if any")
 }
 

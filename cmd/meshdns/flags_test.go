@@ -71,3 +71,11 @@ func TestMemoryLimitSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestAutoGCPercent(t *testing.T) {
+	for live, want := range map[uint64]int{0: 100, 40 << 20: 100, 256 << 20: 100, 415e6: 64, 512 << 20: 50, 4 << 30: 50} {
+		if got := autoGCPercent(live); got != want {
+			t.Errorf("autoGCPercent(%d) = %d, want %d", live, got, want)
+		}
+	}
+}

@@ -42,7 +42,11 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		endpoints = []string{o.embeddedEtcdURL}
 	}
 	logSettings(log, "meshdns starting", o, endpoints)
-	log.Info("memory settings", applyMemorySettings(o).fields()...)
+	ms := applyMemorySettings(o)
+	log.Info("memory settings", ms.fields()...)
+	if ms.AutoGC {
+		go adjustGCPercent(ctx, 10*time.Second, log.Named("memory"))
+	}
 
 	m := metrics.New()
 	store := registry.NewStore(o.etcdPrefix, registry.WithLogger(log.Named("registry")),
