@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -48,13 +49,49 @@ func etcdClientConfig(o *options, endpoints []string, log *zap.Logger) (clientv3
 	return cfg, nil
 }
 
+// embeddedEtcd is the in-process etcd; Close stops it.
+type embeddedEtcd struct {
+	*embed.Etcd
+	closing *atomic.Bool
+}
+
+// Close stops etcd. Its servers report their listeners closing as errors
+// ("setting up serving from embedded etcd failed ... server closed"); on a
+// shutdown we asked for, those are not errors, so they are logged at debug.
+func (e embeddedEtcd) Close() {
+	e.closing.Store(true)
+	e.Etcd.Close()
+}
+
+// shutdownCore logs etcd's errors as debug lines once its Close began.
+type shutdownCore struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
+
+func (c shutdownCore) With(fs []zapcore.Field) zapcore.Core {
+	return shutdownCore{Core: c.Core.With(fs), closing: c.closing}
+}
+
+func (c shutdownCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.closing.Load() && e.Level >= zapcore.ErrorLevel {
+		e.Level = zapcore.DebugLevel
+	}
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
 // startEmbeddedEtcd runs a single-member etcd in-process with its data
-// under --data-dir, serving clients on --embedded-etcd-url.
-func startEmbeddedEtcd(o *options, log *zap.Logger) (*embed.Etcd, error) {
+// under --data-dir, serving clients on --embedded-etcd-url. It logs through
+// log (as "etcd"), errors only, as etcd's own info lines would drown ours.
+func startEmbeddedEtcd(o *options, log *zap.Logger) (embeddedEtcd, error) {
+	closing := new(atomic.Bool)
 	cu, _ := url.Parse(o.embeddedEtcdURL)
 	pu, err := url.Parse(o.embeddedEtcdPeerURL)
 	if err != nil {
-		return nil, fmt.Errorf("--embedded-etcd-peer-url %q: %w", o.embeddedEtcdPeerURL, err)
+		return embeddedEtcd{}, fmt.Errorf("--embedded-etcd-peer-url %q: %w", o.embeddedEtcdPeerURL, err)
 	}
 	cfg := embed.NewConfig()
 	cfg.Name = "meshdns"
@@ -65,22 +102,26 @@ func startEmbeddedEtcd(o *options, log *zap.Logger) (*embed.Etcd, error) {
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(log.Named("etcd").WithOptions(
+		zap.IncreaseLevel(zapcore.ErrorLevel),
+		zap.WrapCore(func(c zapcore.Core) zapcore.Core { return shutdownCore{Core: c, closing: closing} }),
+	))
 	// Keep about an hour of history for watchers that fall behind.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("--data-dir %s: %w", o.dataDir, err)
+		return embeddedEtcd{}, fmt.Errorf("--data-dir %s: %w", o.dataDir, err)
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded etcd (data %s, clients %s, peers %s): %w", cfg.Dir, cu, pu, err)
+		return embeddedEtcd{}, fmt.Errorf("start embedded etcd (data %s, clients %s, peers %s): %w", cfg.Dir, cu, pu, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		e.Close()
-		return nil, errors.New("embedded etcd did not become ready within 30s")
+		return embeddedEtcd{}, errors.New("embedded etcd did not become ready within 30s")
 	}
 	log.Info("embedded etcd started", zap.String("data", cfg.Dir), zap.String("clients", cu.String()))
-	return e, nil
+	return embeddedEtcd{Etcd: e, closing: closing}, nil
 }
