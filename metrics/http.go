@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 // HTTPServer serves /metrics, /healthz and /readyz.
 type HTTPServer struct {
 	srv *http.Server
+	mux *http.ServeMux
 	ln  net.Listener
 	log *zap.Logger
 }
@@ -53,8 +55,20 @@ func NewHTTPServer(gatherer prometheus.Gatherer, ready ReadyFunc, log *zap.Logge
 			WriteTimeout:      15 * time.Second,
 			IdleTimeout:       60 * time.Second,
 		},
+		mux: mux,
 		log: log,
 	}
+}
+
+// ServeProfiles adds Go's runtime profiles at /debug/pprof/ (net/http/pprof).
+// A CPU profile must end within the server's 15 s write timeout: ask for
+// /debug/pprof/profile?seconds=10. Call it before Start.
+func (s *HTTPServer) ServeProfiles() {
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 func text(w http.ResponseWriter, code int, body string) {

@@ -65,3 +65,29 @@ func TestHTTPStartFailsOnABusyAddress(t *testing.T) {
 		t.Errorf("second Start on %s: %v, want an error naming --http", a.Addr(), err)
 	}
 }
+
+// Profiles are served only when asked for.
+func TestHTTPProfilesOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := NewHTTPServer(New().Registry(), func() (bool, string) { return true, "ok" }, nil)
+		if on {
+			s.ServeProfiles()
+		}
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]string{"/debug/pprof/": "goroutine", "/debug/pprof/heap?debug=1": "heap profile"} {
+			resp, err := http.Get("http://" + s.Addr().String() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got := resp.StatusCode == 200 && strings.Contains(string(body), want)
+			if got != on {
+				t.Errorf("profiles on=%v: %s gave %d %.80q", on, path, resp.StatusCode, body)
+			}
+		}
+		_ = s.Shutdown(context.Background())
+	}
+}

@@ -48,6 +48,7 @@ type options struct {
 	maxTCPConns         int
 	udpBatch            bool
 	udpBlocking         bool
+	pprof               bool
 	udpWorkers          int
 	demo                bool
 	logLevel            string
@@ -108,6 +109,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "YAML file with settings keyed by flag name; flags given here override it; SIGHUP reloads it")
 	f.StringArrayVar(&o.listen, "listen", []string{"127.0.0.1:1053", "[::1]:1053"}, "address to answer DNS on, UDP and TCP (repeatable)")
 	f.StringVar(&o.http, "http", "127.0.0.1:9153", "address for /metrics, /healthz and /readyz; empty turns it off")
+	f.BoolVar(&o.pprof, "pprof", false, "also serve Go's runtime profiles at /debug/pprof/ on --http (CPU profiles up to 14 s: ?seconds=10)")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated; empty runs an embedded etcd")
 	f.StringVar(&o.etcdPrefix, "etcd-prefix", registry.DefaultPrefix, "etcd key prefix of the registry")
 	f.StringVar(&o.etcdCACert, "etcd-cacert", "", "CA bundle to verify etcd's server certificates (turns on TLS)")

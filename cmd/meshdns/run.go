@@ -75,6 +75,9 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	// resolver, and answering DNS matters more than being scraped.
 	if o.http != "" {
 		hs := metrics.NewHTTPServer(m.Registry(), metrics.Readiness(store, syncer.Status), log.Named("http"))
+		if o.pprof {
+			hs.ServeProfiles()
+		}
 		if err := hs.Start(o.http); err != nil {
 			log.Error("cannot serve /metrics, /healthz and /readyz; answering DNS without them", zap.Error(err))
 		} else {

@@ -126,6 +126,7 @@ func restartOnly(a, b *options) []string {
 	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
 	diff("udp-batch", a.udpBatch == b.udpBatch)
 	diff("udp-blocking", a.udpBlocking == b.udpBlocking)
+	diff("pprof", a.pprof == b.pprof)
 	diff("udp-workers", a.udpWorkers == b.udpWorkers)
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
