@@ -162,6 +162,9 @@ func validateItem(it Item, networks map[string]netip.Prefix, now time.Time) (Key
 		if err == nil {
 			err = inOrg(v.Org, "ip", v.IP)
 		}
+		if err == nil {
+			err = CheckMachineAddr(v.IP, networks[v.Org])
+		}
 		return MachineKey(v.Org, v.App, v.ID), err
 	case *Peer:
 		stamp(&v.UpdatedAt)

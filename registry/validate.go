@@ -126,6 +126,33 @@ func CheckAddrIn(field string, a netip.Addr, network netip.Prefix) error {
 	return nil
 }
 
+// PeerSubnetID is the subnet of every org's /48 reserved for WireGuard
+// peers: <network>:fffe::/64 (docs/addresses.md).
+const PeerSubnetID = 0xfffe
+
+// PeerSubnet is the /64 of an org's network that holds its WireGuard peers.
+func PeerSubnet(network netip.Prefix) netip.Prefix {
+	b := network.Masked().Addr().As16()
+	b[6], b[7] = PeerSubnetID>>8, PeerSubnetID&0xff
+	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
+}
+
+// CheckMachineAddr checks a machine's address for a writer: inside its
+// org's network and outside the org's peer subnet, which is reserved for
+// WireGuard peers. (Readers accept a machine there: the reservation is the
+// writers' to keep, and a raw write must not make a machine vanish.)
+func CheckMachineAddr(a netip.Addr, network netip.Prefix) error {
+	if err := CheckAddrIn("ip", a, network); err != nil {
+		return err
+	}
+	if network.IsValid() {
+		if ps := PeerSubnet(network); ps.Contains(a) {
+			return fmt.Errorf("ip %s: inside the org's peer subnet %s, which is reserved for WireGuard peers", a, ps)
+		}
+	}
+	return nil
+}
+
 // CheckWireGuardKey checks a WireGuard key: 32 bytes in standard base64.
 func CheckWireGuardKey(field, s string) error {
 	b, err := base64.StdEncoding.DecodeString(s)

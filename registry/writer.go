@@ -176,7 +176,7 @@ func (w *Writer) PutMachine(ctx context.Context, m Machine, opts ...PutOption) e
 	if err != nil {
 		return err
 	}
-	if err := CheckAddrIn("ip", m.IP, org.Network); err != nil {
+	if err := CheckMachineAddr(m.IP, org.Network); err != nil {
 		return err
 	}
 	m.UpdatedAt = w.stamp(m.UpdatedAt)

@@ -168,6 +168,13 @@ func TestWriterRejects(t *testing.T) {
 			return w.PutMachine(ctx, with(func(m *Machine) { m.IP = addr("fdaa:0:19::2") }))
 		}, "ip fdaa:0:19::2|outside the org's network fdaa:0:18::/48"},
 		{"machine ipv4", func() error { return w.PutMachine(ctx, with(func(m *Machine) { m.IP = addr("10.0.0.1") })) }, `ip "10.0.0.1"|IPv6`},
+		{"machine ip in the peer subnet", func() error {
+			return w.PutMachine(ctx, with(func(m *Machine) { m.IP = addr("fdaa:0:18:fffe::9") }))
+		}, "ip fdaa:0:18:fffe::9|peer subnet fdaa:0:18:fffe::/64|reserved for WireGuard peers"},
+		{"machine ip in the peer subnet, bulk", func() error {
+			_, err := w.PutAll(ctx, []Item{ptr(with(func(m *Machine) { m.IP = addr("fdaa:0:18:fffe::9") }))})
+			return err
+		}, "ip fdaa:0:18:fffe::9|peer subnet"},
 		{"machine process group", func() error {
 			return w.PutMachine(ctx, with(func(m *Machine) { m.ProcessGroup = "Web" }))
 		}, `process_group "Web"`},
@@ -441,3 +448,5 @@ func TestWriterGuards(t *testing.T) {
 	err = w.put(ctx, OrgKey("gamma"), OrgValue{Name: "gamma", Network: betaNet}, []clientv3.Cmp{w.unchangedSince("orgs/", rev)}, nil)
 	checkErr(t, err, "orgs/gamma|orgs changed while writing|try again")
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -17,21 +17,14 @@ import (
 
 // Peer addresses. Every org's /48 reserves one /64 for WireGuard peers,
 // <network>:fffe::/64 (fdaa:0:18:fffe::/64 for fdaa:0:18::/48), so peers
-// do not collide with machine addresses, which must not be put there (the
-// reservation is documented in docs/addresses.md: reading every machine of
-// a large org at each create would cost more than it protects), nor with
+// do not collide with machine addresses, which the writers refuse there
+// (raw writes could still put one there: docs/addresses.md), nor with
 // the org's DNS address <network>::3 in subnet 0. Inside it,
 // addresses are handed out from ::2 upwards, taking the lowest one no peer
 // of the org holds: ::0 is the subnet-router anycast address and ::1 is
 // left for a gateway's own tunnel address.
-const peerSubnetID = 0xfffe
-
-// peerSubnet is the /64 of an org's network that holds its peers.
-func peerSubnet(network netip.Prefix) netip.Prefix {
-	b := network.Masked().Addr().As16()
-	b[6], b[7] = peerSubnetID>>8, peerSubnetID&0xff
-	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
-}
+// (registry.PeerSubnet; the writers refuse machine addresses in it).
+var peerSubnet = registry.PeerSubnet
 
 // orgDNSAddr is an org's DNS/API address, <network>::3, where its WireGuard
 // clients ask (SPEC §1).
