@@ -32,7 +32,6 @@ import (
 type rawUDP struct {
 	f     *os.File
 	rc    syscall.RawConn
-	fd    int
 	local netip.AddrPort
 	once  sync.Once
 }
@@ -56,8 +55,8 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return fail("SO_REUSEPORT", err)
+	if err := tuneSocket(fd, wildcard, v6); err != nil {
+		return fail("socket options", err)
 	}
 	if v6 {
 		// [::] also takes IPv4, as with Go's "udp" network; a specific
@@ -66,18 +65,7 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 			return fail("IPV6_V6ONLY", err)
 		}
 	}
-	if wildcard {
-		if v6 {
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
-				return fail("IPV6_RECVPKTINFO", err)
-			}
-		}
-		// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
-	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpReceiveBuffer) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpReceiveBuffer)
-	}
+	forceReceiveBuffer(fd, udpReceiveBuffer)
 	tv := unix.Timeval{Usec: readTimeout}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fail("SO_RCVTIMEO", err)
@@ -109,7 +97,7 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 		f.Close()
 		return nil, err
 	}
-	return &rawUDP{f: f, rc: rc, fd: fd, local: local}, nil
+	return &rawUDP{f: f, rc: rc, local: local}, nil
 }
 
 // LocalAddr is the bound address.

@@ -83,3 +83,22 @@ func testReusePort(t *testing.T, mode udpMode) {
 		}
 	}
 }
+
+// TestUDPReaders: one socket per core; one blocking reader per socket, four
+// poller readers, or UDPWorkers spread over the sockets; per listen address.
+func TestUDPReaders(t *testing.T) {
+	two := []string{"127.0.0.1:53", "[::1]:53"}
+	for _, tc := range []struct {
+		cfg  Config
+		want int
+	}{
+		{Config{Listen: two, UDPSockets: 2, UDPBlocking: true}, 4},
+		{Config{Listen: two[:1], UDPSockets: 2}, 8},
+		{Config{Listen: two[:1], UDPSockets: 2, UDPWorkers: 6, UDPBlocking: true}, 6},
+		{Config{Listen: two[:1], UDPSockets: 4, UDPWorkers: 1}, 4},
+	} {
+		if got := tc.cfg.UDPReaders(); got != tc.want {
+			t.Errorf("%+v: %d readers, want %d", tc.cfg, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -26,25 +27,32 @@ func controlSocket(wildcard, v6 bool) func(network, address string, c syscall.Ra
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-				return
-			}
-			if !wildcard || network[:3] != "udp" {
-				return
-			}
-			if v6 {
-				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); serr != nil {
-					return
-				}
-			}
-			// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
-			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			serr = tuneSocket(int(fd), network[:3] == "udp" && wildcard, v6)
 		})
 		if err != nil {
 			return err
 		}
 		return serr
 	}
+}
+
+// tuneSocket sets SO_REUSEPORT on a listening socket, and with pktinfo
+// (wildcard UDP sockets) asks for each packet's destination address.
+func tuneSocket(fd int, pktinfo, v6 bool) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fmt.Errorf("SO_REUSEPORT: %w", err)
+	}
+	if !pktinfo {
+		return nil
+	}
+	if v6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
+			return fmt.Errorf("IPV6_RECVPKTINFO: %w", err)
+		}
+	}
+	// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+	return nil
 }
 
 // parseDst finds the packet's destination address in its control messages.
@@ -110,15 +118,15 @@ func srcControl(buf []byte, src netip.Addr) []byte {
 // setReceiveBuffer sizes a socket's receive buffer, past the system limit
 // (net.core.rmem_max) when we may (CAP_NET_ADMIN), else up to it.
 func setReceiveBuffer(c *net.UDPConn, n int) {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		var serr error
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-		})
-		if err == nil && serr == nil {
-			return
-		}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { forceReceiveBuffer(int(fd), n) })
 	}
-	_ = c.SetReadBuffer(n)
+}
+
+// forceReceiveBuffer asks for an n-byte receive buffer past the system's
+// rmem_max (we run as root), else for as much as it allows.
+func forceReceiveBuffer(fd, n int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -87,29 +86,43 @@ type Server struct {
 	workers atomic.Int32
 
 	mu      sync.Mutex
-	udp     []io.Closer
+	udp     []udpSocket
 	tcp     []*dns.Server
 	wg      sync.WaitGroup
 	closing atomic.Bool
 	addrs   []net.Addr
 }
 
+// udpReaders is how many UDP sockets each listen address gets and how many
+// readers each socket has. A blocking reader is a thread that answers until
+// its socket is empty, one per socket as C servers run; poller readers are
+// cheap goroutines, and a few per socket hide scheduling delays.
+func (c *Config) udpReaders() (sockets, perSocket int) {
+	sockets = c.UDPSockets
+	if sockets <= 0 {
+		sockets = runtime.GOMAXPROCS(0)
+	}
+	workers := c.UDPWorkers
+	if workers <= 0 {
+		workers = 4 * sockets
+		if c.UDPBlocking {
+			workers = sockets
+		}
+	}
+	return sockets, max(1, workers/sockets)
+}
+
+// UDPReaders is how many UDP readers Start will run in all, with one
+// socket per core for each listen address.
+func (c Config) UDPReaders() int {
+	sockets, perSocket := c.udpReaders()
+	return sockets * perSocket * len(c.Listen)
+}
+
 // New returns a server; Start binds its listeners.
 func New(cfg Config, store *registry.Store) *Server {
 	if cfg.UDPSize == 0 {
 		cfg.UDPSize = DefaultUDPSize
-	}
-	if cfg.UDPWorkers <= 0 {
-		// A blocking reader is a thread that answers until its socket is
-		// empty; one per socket is how C servers run. Poller readers are
-		// cheap goroutines, and a few per socket hide scheduling delays.
-		cfg.UDPWorkers = 4 * runtime.GOMAXPROCS(0)
-		if cfg.UDPBlocking {
-			cfg.UDPWorkers = cfg.UDPSockets
-			if cfg.UDPWorkers <= 0 {
-				cfg.UDPWorkers = runtime.GOMAXPROCS(0)
-			}
-		}
 	}
 	if cfg.TCPIdleTimeout <= 0 {
 		cfg.TCPIdleTimeout = 10 * time.Second
@@ -174,11 +187,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	}
 	// One socket per core, all on one port: the kernel spreads queries
 	// over them and each has its own readers.
-	sockets := cfg.UDPSockets
-	if sockets <= 0 {
-		sockets = runtime.GOMAXPROCS(0)
-	}
-	perSocket := max(1, cfg.UDPWorkers/sockets)
+	sockets, perSocket := cfg.udpReaders()
 	tnet := "tcp4"
 	if v6 {
 		tnet = "tcp6"
@@ -218,9 +227,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		MaxTCPQueries: cfg.TCPMaxQueries,
 	}
 	s.mu.Lock()
-	for _, c := range conns {
-		s.udp = append(s.udp, c)
-	}
+	s.udp = append(s.udp, conns...)
 	s.tcp = append(s.tcp, ts)
 	s.addrs = append(s.addrs, conns[0].LocalAddr())
 	s.mu.Unlock()
@@ -252,7 +259,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 
 // udpSocket is a *net.UDPConn or a *rawUDP.
 type udpSocket interface {
-	io.Closer
+	Close() error
 	LocalAddr() net.Addr
 }
 

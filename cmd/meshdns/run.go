@@ -134,13 +134,8 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		// in its system call and hand it back when the call returns. A
 		// blocked reader uses no CPU, so Ps beyond the cores cost nothing
 		// until every reader is busy at once.
-		n := runtime.GOMAXPROCS(0)
-		dcfg.UDPSockets = n
-		readers := n // per listen address, as dnsserver spreads them
-		if o.udpWorkers > 0 {
-			readers = max(1, o.udpWorkers/n) * n
-		}
-		runtime.GOMAXPROCS(readers*len(o.listen) + 1)
+		dcfg.UDPSockets = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(dcfg.UDPReaders() + 1)
 	}
 	srv := dnsserver.New(dcfg, store)
 	if err := srv.Start(); err != nil {
