@@ -99,3 +99,11 @@ func TestComparerMatchesDiffSnapshots(t *testing.T) {
 		t.Errorf("only %d of 3000 trials had drift to find", drifted)
 	}
 }
+
+// sameMachine lists Machine's fields by hand: a new field must be added
+// there, or reconcile would not see it change.
+func TestSameMachineComparesEveryField(t *testing.T) {
+	if n := reflect.TypeFor[Machine]().NumField(); n != 10 {
+		t.Fatalf("Machine has %d fields, sameMachine compares 10: add the new one", n)
+	}
+}
