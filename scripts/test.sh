@@ -19,6 +19,10 @@ command -v dnsperf >/dev/null || missing+=(dnsperf)
 command -v ip >/dev/null || missing+=(iproute2)
 # NSD: the load benchmark's smoke test serves the same registry from it.
 command -v nsd >/dev/null || missing+=(nsd)
+# Deployment checks: the unit files (systemd-analyze) and the firewall rules
+# of docs/deploy.md (nft).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v nft >/dev/null || missing+=(nftables)
 if ((${#missing[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]]; then
 		say "installing Debian packages: ${missing[*]}"

@@ -147,6 +147,12 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	rs.mu.Unlock()
 	go reloadOnSIGHUP(ctx, args, rs, endpoints)
 	log.Info("meshdns started", zap.Strings("listen", o.listen))
+	notifyDone := make(chan struct{})
+	go func() {
+		defer close(notifyDone)
+		systemdNotifier{log: log.Named("systemd"), ready: func() bool { return syncer.Status().Ready }, probe: probeAddr(srv.Addrs())}.run(ctx)
+	}()
+	defer func() { <-notifyDone }()
 
 	if o.demo {
 		waitLoaded(ctx, store)

@@ -61,6 +61,7 @@ type config struct {
 	dataDir   string
 	ipv6      bool
 	wait      WaitLevel
+	env       []string
 }
 
 // Demo runs meshdns with --demo.
@@ -80,6 +81,9 @@ func DataDir(dir string) Option { return func(c *config) { c.dataDir = dir } }
 
 // IPv6 makes meshdns listen on [::1] too, on the same port as 127.0.0.1.
 func IPv6() Option { return func(c *config) { c.ipv6 = true } }
+
+// Env adds environment variables ("NAME=value") to meshdns's environment.
+func Env(kv ...string) Option { return func(c *config) { c.env = append(c.env, kv...) } }
 
 // Wait sets how far StartMeshdns waits (default WaitLoaded).
 func Wait(w WaitLevel) Option { return func(c *config) { c.wait = w } }
@@ -192,7 +196,7 @@ func (m *Meshdns) launch() {
 	cmd := exec.Command(m.bin, m.argsLocked()...)
 	// An *os.File lets the child write directly, with no copying goroutine.
 	cmd.Stdout, cmd.Stderr = outF, errF
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), m.cfg.env...)
 	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("harness: start meshdns: %v", err)
 	}
