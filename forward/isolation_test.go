@@ -252,3 +252,26 @@ func TestInFlightShareIsPerOrg(t *testing.T) {
 	}
 	cancel()
 }
+
+// An upstream that answers in its own letter case (lowercase here) is
+// answered to the asker in the asker's case; other owner names (a CNAME's
+// target) are left as they are.
+func TestUpstreamsCaseIsReplacedByTheAskers(t *testing.T) {
+	up := startUpstream(t, func(_ string, req *dns.Msg) *dns.Msg {
+		r := new(dns.Msg)
+		r.SetReply(req)
+		r.Question[0].Name = strings.ToLower(r.Question[0].Name)
+		r.Answer = []dns.RR{mustRR("www.example.com. 60 IN CNAME Edge.Example.NET."), mustRR("Edge.Example.NET. 60 IN A 192.0.2.7")}
+		return r
+	})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}})
+	for _, name := range []string{"WWW.example.COM.", "www.EXAMPLE.com."} { // fresh, then cached
+		r := forwardOK(t, f, question(name, dns.TypeA))
+		if r.Question[0].Name != name || r.Answer[0].Header().Name != name || r.Answer[1].Header().Name != "Edge.Example.NET." {
+			t.Errorf("asked %s: question %s, owners %s and %s", name, r.Question[0].Name, r.Answer[0].Header().Name, r.Answer[1].Header().Name)
+		}
+	}
+	if n := up.count("udp"); n != 1 {
+		t.Errorf("upstream asked %d times, want once", n)
+	}
+}
