@@ -9,11 +9,14 @@ import (
 )
 
 // Forwarder resolves names outside the .internal and .flycast zones for
-// askers that belong to an org. It returns the upstream's reply for req
-// (with req's id), or an error when every upstream failed; the server then
-// answers SERVFAIL.
+// askers that belong to an org, org being the asker's org name. It returns
+// the upstream's reply for req (with req's id and question), or an error
+// when every upstream failed or org may not have more questions waiting;
+// the server then answers SERVFAIL. Nothing one org asks may change what
+// another is answered: its cache, its share of the upstreams and what it
+// learns of them are the org's own.
 type Forwarder interface {
-	Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
+	Forward(ctx context.Context, org string, req *dns.Msg) (*dns.Msg, error)
 }
 
 // QueryInfo describes one answered query, for metrics and query logs.

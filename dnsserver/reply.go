@@ -221,7 +221,7 @@ func (s *Server) forward(m *dns.Msg, req *dns.Msg, cfg *Config, info *QueryInfo)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ForwardTimeout)
 	defer cancel()
-	r, err := cfg.Forwarder.Forward(ctx, up)
+	r, err := cfg.Forwarder.Forward(ctx, info.Org, up)
 	if err != nil || r == nil {
 		s.log.Debug("forwarding failed; answering SERVFAIL", zap.String("name", req.Question[0].Name), zap.Error(err))
 		m.Rcode = dns.RcodeServerFailure

@@ -67,8 +67,13 @@ type Config struct {
 // udpReceiveBuffer is the socket receive buffer each UDP socket asks for.
 const udpReceiveBuffer = 8 << 20
 
-// maxForwardsInFlight bounds the forwarded UDP queries waiting on upstreams.
-const maxForwardsInFlight = 1000
+// maxForwardsInFlight bounds the goroutines of forwarded UDP queries, all
+// orgs together: a memory backstop. Who may wait on the upstreams is the
+// Forwarder's to decide, per org (the forward package: at most 250 per
+// org, 1,000 in all but for a minimum every org is guaranteed), and it
+// refuses the rest at once, so their goroutines end at once; this bound is
+// far enough above that for no org's flood to reach it.
+const maxForwardsInFlight = 4096
 
 // DefaultUDPSize is the EDNS buffer size recommended by DNS Flag Day 2020.
 const DefaultUDPSize = 1232

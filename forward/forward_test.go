@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,13 +92,13 @@ func TestDeadUpstreamGivesWayToTheNext(t *testing.T) {
 	if rec.upstreamErrors[dead+"/udp"] != 1 {
 		t.Errorf("observer errors %v, want one timeout from %s", rec.upstreamErrors, dead)
 	}
-
-	// The dead upstream now waits at the back, so the next question
-	// does not pay for it.
+	// The timeout made the dead upstream suspect; its probe fails, and it
+	// is not asked any more, so the next question does not pay for it.
+	waitProbes(t, rec, dead, false)
 	start = time.Now()
 	forwardOK(t, f, question("two.example.", dns.TypeA))
 	if took := time.Since(start); took > 200*time.Millisecond {
-		t.Errorf("second query took %v; the failed upstream should have been asked last", took)
+		t.Errorf("second query took %v; the upstream that failed its probe should not have been asked", took)
 	}
 }
 
@@ -107,7 +108,7 @@ func TestEveryUpstreamDeadFailsWithinTheTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	_, err := f.Forward(ctx, question("example.net.", dns.TypeA))
+	_, err := f.Forward(ctx, testOrg, question("example.net.", dns.TypeA))
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("Forward succeeded with no live upstream")
@@ -156,7 +157,7 @@ func TestReplyForAnotherQuestionIsRejected(t *testing.T) {
 		return r
 	})
 	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, Timeout: 500 * time.Millisecond})
-	if r, err := f.Forward(context.Background(), question("good.example.", dns.TypeA)); err == nil {
+	if r, err := f.Forward(context.Background(), testOrg, question("good.example.", dns.TypeA)); err == nil {
 		t.Errorf("Forward accepted a reply for another name: %v", r)
 	}
 }
@@ -189,33 +190,57 @@ func TestParseUpstream(t *testing.T) {
 	}
 }
 
-// An upstream that failed several times in a row is asked by one probe a
-// second; meanwhile queries fail at once instead of each waiting out the
-// timeout (the server's workers wait for them).
+// An upstream whose probe fails is not asked: queries fail at once
+// instead of each waiting out the timeout (the server's goroutines wait
+// for them). It is probed again at most once a second while queries come,
+// and asked again once a probe is answered.
 func TestFailingUpstreamIsProbedNotWaitedFor(t *testing.T) {
 	const timeout = 200 * time.Millisecond
+	var down atomic.Bool
+	down.Store(true)
+	up := startUpstream(t, func(proto string, req *dns.Msg) *dns.Msg {
+		if down.Load() {
+			return nil
+		}
+		return answerA(60)(proto, req)
+	})
+	rec := newRecorder()
 	clock := newFakeClock()
-	f := newForwarder(t, forward.Config{Upstreams: []string{deadUpstream(t)}, Timeout: timeout})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, Timeout: timeout, Observer: rec})
 	forward.SetClock(f, clock.now)
 	ask := func() (time.Duration, error) {
 		start := time.Now()
-		_, err := f.Forward(context.Background(), question("example.com.", dns.TypeA))
+		_, err := f.Forward(context.Background(), testOrg, question("example.com.", dns.TypeA))
 		return time.Since(start), err
 	}
-	for i := range 3 {
-		if took, err := ask(); err == nil || took < timeout-20*time.Millisecond {
-			t.Fatalf("failure %d: %v after %v, want a timeout", i+1, err, took)
-		}
-	}
-	if took, err := ask(); err == nil || took > 50*time.Millisecond {
-		t.Errorf("after 3 failures: %v after %v, want an error at once", err, took)
-	}
-	clock.advance(time.Second)
 	if took, err := ask(); err == nil || took < timeout-20*time.Millisecond {
-		t.Errorf("a second later: %v after %v, want one probe that waits the timeout", err, took)
+		t.Fatalf("first query: %v after %v, want a timeout", err, took)
 	}
-	if took, _ := ask(); took > 50*time.Millisecond {
-		t.Errorf("right after the probe: waited %v, want an error at once", took)
+	waitProbes(t, rec, up.addr, false)
+	if took, err := ask(); err == nil || took > 50*time.Millisecond {
+		t.Errorf("after a failed probe: %v after %v, want an error at once", err, took)
+	}
+	if n := len(rec.probed(up.addr)); n != 1 {
+		t.Errorf("%d probes within the same second, want 1", n)
+	}
+	down.Store(false)
+	clock.advance(time.Second)
+	if took, err := ask(); err == nil || took > 50*time.Millisecond {
+		t.Errorf("a second later: %v after %v, want an error at once (and a probe started)", err, took)
+	}
+	waitProbes(t, rec, up.addr, false, true)
+	forwardOK(t, f, question("example.com.", dns.TypeA))
+}
+
+// waitProbes waits until up's probes have found want (in order).
+func waitProbes(t *testing.T, rec *recorder, up string, want ...bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(rec.probed(up), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("probes of %s found %v, want %v", up, rec.probed(up), want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -229,7 +254,7 @@ func TestOneFailureDoesNotMakeAnUpstreamDead(t *testing.T) {
 		return answerA(60)(proto, req)
 	})
 	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, Timeout: 300 * time.Millisecond})
-	if _, err := f.Forward(context.Background(), question("lost.example.", dns.TypeA)); err == nil {
+	if _, err := f.Forward(context.Background(), testOrg, question("lost.example.", dns.TypeA)); err == nil {
 		t.Fatal("the unanswered query succeeded")
 	}
 	forwardOK(t, f, question("next.example.", dns.TypeA))

@@ -18,6 +18,18 @@ type Config struct {
 	// CacheSize bounds the number of cached replies; 0 means
 	// DefaultCacheSize, a negative value turns caching off.
 	CacheSize int
+	// CacheBytes bounds the memory of the cache: the packed replies, their
+	// keys and a fixed overhead per entry. 0 means DefaultCacheBytes, a
+	// negative value turns caching off.
+	CacheBytes int
+	// MaxCacheable is the longest reply (packed, in bytes) that is cached;
+	// longer ones are forwarded every time. 0 means DefaultMaxCacheable.
+	MaxCacheable int
+	// MaxInFlight and MaxInFlightPerOrg bound the questions waiting on
+	// the upstreams, all orgs together and per org (see inflight); 0
+	// means DefaultMaxInFlight and DefaultMaxInFlightPerOrg.
+	MaxInFlight       int
+	MaxInFlightPerOrg int
 	// Timeout bounds one Forward call when its context has no deadline.
 	Timeout time.Duration
 	// Observer, if set, is told about upstream exchanges and cache use.
@@ -26,6 +38,15 @@ type Config struct {
 
 // DefaultCacheSize is the cache bound when Config.CacheSize is 0.
 const DefaultCacheSize = 10000
+
+// DefaultCacheBytes is the cache's memory bound when Config.CacheBytes is
+// 0: 32 MiB.
+const DefaultCacheBytes = 32 << 20
+
+// DefaultMaxCacheable is the longest reply cached when
+// Config.MaxCacheable is 0. Nearly every reply fits in the 1232 bytes of
+// UDP; the few that come over TCP (large TXT sets, DNSSEC keys) in this.
+const DefaultMaxCacheable = 16 << 10
 
 // DefaultTimeout is Config.Timeout's default.
 const DefaultTimeout = 2 * time.Second
@@ -42,6 +63,12 @@ type Observer interface {
 	ObserveUpstream(upstream, proto string, d time.Duration, err error)
 	// ObserveCache reports a lookup in the reply cache.
 	ObserveCache(hit bool)
+	// ObserveProbe reports a health probe of an upstream: alive is its
+	// verdict (see upstream.go).
+	ObserveProbe(upstream string, alive bool)
+	// ObserveBusy reports a question refused because its org had its
+	// share of questions in flight (ErrBusy).
+	ObserveBusy()
 }
 
 // Forwarder resolves questions through upstream resolvers. It implements
@@ -52,6 +79,7 @@ type Forwarder struct {
 	timeout time.Duration
 	obs     Observer
 	flight  singleflight.Group
+	busy    *inflight
 	now     func() time.Time
 }
 
@@ -74,13 +102,27 @@ func New(cfg Config) (*Forwarder, error) {
 		}
 		f.ups = append(f.ups, &upstream{addr: addr})
 	}
-	size := cfg.CacheSize
-	if size == 0 {
-		size = DefaultCacheSize
+	entries, bytes, maxMsg := cfg.CacheSize, cfg.CacheBytes, cfg.MaxCacheable
+	if entries == 0 {
+		entries = DefaultCacheSize
 	}
-	if size > 0 {
-		f.cache = newCache(size)
+	if bytes == 0 {
+		bytes = DefaultCacheBytes
 	}
+	if maxMsg <= 0 {
+		maxMsg = DefaultMaxCacheable
+	}
+	if entries > 0 && bytes > 0 {
+		f.cache = newCache(bytes, entries, maxMsg)
+	}
+	total, perOrg := cfg.MaxInFlight, cfg.MaxInFlightPerOrg
+	if total <= 0 {
+		total = DefaultMaxInFlight
+	}
+	if perOrg <= 0 {
+		perOrg = DefaultMaxInFlightPerOrg
+	}
+	f.busy = newInflight(total, perOrg)
 	return f, nil
 }
 
@@ -95,17 +137,36 @@ func (f *Forwarder) Upstreams() []string {
 
 // CacheLen is the number of cached replies.
 func (f *Forwarder) CacheLen() int {
-	if f.cache == nil {
-		return 0
-	}
-	return f.cache.len()
+	n, _ := f.CacheUsage()
+	return n
 }
 
-// Forward answers req (one question) from the cache or an upstream. The
-// reply carries req's id. It fails when every upstream failed or ctx's
-// deadline passed (ctx's cancellation is not watched: the deadline bounds
-// the call).
-func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+// CacheUsage is the number of cached replies and the bytes they cost.
+func (f *Forwarder) CacheUsage() (entries, bytes int) {
+	if f.cache == nil {
+		return 0, 0
+	}
+	return f.cache.usage()
+}
+
+// OrgCacheUsage is CacheUsage for one org's part of the cache.
+func (f *Forwarder) OrgCacheUsage(org string) (entries, bytes int) {
+	if f.cache == nil {
+		return 0, 0
+	}
+	return f.cache.orgUsage(org)
+}
+
+// InFlight is the number of org's questions waiting on the upstreams.
+func (f *Forwarder) InFlight(org string) int { return f.busy.count(org) }
+
+// Forward answers req (one question) for an asker in org, from org's part
+// of the cache or an upstream. The reply carries req's id, and req's
+// question name, letter case included, as its question and as the owner
+// of every record owned by that name. It fails when every upstream failed,
+// ctx's deadline passed (ctx's cancellation is not watched: the deadline
+// bounds the call), or org has its share of questions in flight (ErrBusy).
+func (f *Forwarder) Forward(ctx context.Context, org string, req *dns.Msg) (*dns.Msg, error) {
 	if len(req.Question) != 1 {
 		return nil, fmt.Errorf("forward: want exactly one question, got %d", len(req.Question))
 	}
@@ -116,26 +177,34 @@ func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	}
 	key := cacheKey(req)
 	if f.cache != nil {
-		if r := f.cache.get(key, f.now()); r != nil {
+		if r := f.cache.get(org, key, f.now()); r != nil {
 			f.obs.ObserveCache(true)
-			r.Id = req.Id
-			return r, nil
+			return askersCase(r, req), nil
 		}
 		f.obs.ObserveCache(false)
 	}
-	// Identical questions in flight share one upstream query: a burst of
-	// lookups for one expired name must not become a burst upstream. The
-	// flight runs to the first caller's deadline (the forward timeout)
-	// whatever happens to that caller, and every caller waits for its
-	// end: one that gave up earlier would leave the flight to end a moment
-	// later and catch the next caller, who would then fail at once.
+	// Waiting on the upstreams takes a share of org's in-flight questions,
+	// also when joining a flight: every waiter is a goroutine held.
+	if !f.busy.acquire(org) {
+		f.obs.ObserveBusy()
+		return nil, fmt.Errorf("forward %s %s for org %q: %w", req.Question[0].Name, dns.TypeToString[req.Question[0].Qtype], org, ErrBusy)
+	}
+	defer f.busy.release(org)
+	// Identical questions of one org in flight share one upstream query: a
+	// burst of lookups for one expired name must not become a burst
+	// upstream. Another org's question is another flight (its own upstream
+	// query, its own answer). The flight runs to the first caller's
+	// deadline (the forward timeout) whatever happens to that caller, and
+	// every caller waits for its end: one that gave up earlier would leave
+	// the flight to end a moment later and catch the next caller, who
+	// would then fail at once.
 	deadline, _ := ctx.Deadline()
-	ch := f.flight.DoChan(key, func() (any, error) {
+	ch := f.flight.DoChan(org+"\x00"+key, func() (any, error) {
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		r, err := f.resolve(fctx, req)
 		if err == nil && f.cache != nil {
-			f.cache.put(key, r, f.now())
+			f.cache.put(org, key, r, f.now())
 		}
 		return r, err
 	})
@@ -143,25 +212,47 @@ func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	r := res.Val.(*dns.Msg).Copy()
-	r.Id = req.Id
-	return r, nil
+	return askersCase(res.Val.(*dns.Msg).Copy(), req), nil
 }
 
-// resolve asks the upstreams in turn. Each gets an equal share of the time
-// left, so a dead one leaves time for the next. Upstreams that keep failing
-// are skipped but for a probe a second: the DNS server's workers wait for
-// this call, and must not all wait on a resolver that is gone.
+// askersCase gives r (a copy the caller owns) req's id and question, and
+// writes the question name as req has it over every owner name equal to
+// it but for case: an asker sees its own letter case (0x20), never the one
+// of whoever asked first.
+func askersCase(r, req *dns.Msg) *dns.Msg {
+	r.Id = req.Id
+	r.Question = []dns.Question{req.Question[0]}
+	name := req.Question[0].Name
+	for _, s := range [][]dns.RR{r.Answer, r.Ns, r.Extra} {
+		for _, rr := range s {
+			if h := rr.Header(); h.Name != name && strings.EqualFold(h.Name, name) {
+				h.Name = name
+			}
+		}
+	}
+	return r
+}
+
+// resolve asks the live upstreams in turn. Each gets an equal share of
+// the time left, so one that does not answer leaves time for the next.
+// Upstreams that failed their probes are not asked (and are probed again):
+// the DNS server's goroutines wait for this call, and must not all wait on
+// a resolver that is gone. An exchange that fails only makes its upstream
+// suspect, to be probed; see upstream.go.
 func (f *Forwarder) resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	q := upstreamQuery(req)
-	order := f.order()
+	order := make([]*upstream, 0, len(f.ups))
 	var errs []string
-	var last *dns.Msg
-	for i, u := range order {
-		if !u.mayAsk(f.now()) {
-			errs = append(errs, fmt.Sprintf("%s: failing, not asked (probed once a second)", u.addr))
+	for _, u := range f.ups {
+		if u.dead.Load() {
+			f.suspect(u)
+			errs = append(errs, fmt.Sprintf("%s: failing its health probes, not asked", u.addr))
 			continue
 		}
+		order = append(order, u)
+	}
+	var last *dns.Msg
+	for i, u := range order {
 		deadline, _ := ctx.Deadline()
 		share := time.Until(deadline) / time.Duration(len(order)-i)
 		if share <= 0 {
@@ -171,9 +262,12 @@ func (f *Forwarder) resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 		r, err := f.exchange(actx, u, q)
 		cancel()
 		if err != nil {
-			u.failed(f.now())
+			f.suspect(u)
 			errs = append(errs, fmt.Sprintf("%s: %v", u.addr, err))
 			continue
+		}
+		if u.dead.Load() {
+			u.dead.Store(false) // it answered: alive, whatever a probe said
 		}
 		if r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused {
 			// This upstream cannot help (broken, or it refuses us);
@@ -182,7 +276,6 @@ func (f *Forwarder) resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 			errs = append(errs, fmt.Sprintf("%s: %s", u.addr, dns.RcodeToString[r.Rcode]))
 			continue
 		}
-		u.succeeded()
 		return r, nil
 	}
 	if last != nil {
@@ -193,24 +286,6 @@ func (f *Forwarder) resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	}
 	return nil, fmt.Errorf("forward %s %s: every upstream failed: %s", req.Question[0].Name,
 		dns.TypeToString[req.Question[0].Qtype], strings.Join(errs, "; "))
-}
-
-// order returns the upstreams in configured order, those that failed in
-// the last few seconds moved to the back.
-func (f *Forwarder) order() []*upstream {
-	now := f.now()
-	out := make([]*upstream, 0, len(f.ups))
-	for _, u := range f.ups {
-		if !u.isDown(now) {
-			out = append(out, u)
-		}
-	}
-	for _, u := range f.ups {
-		if u.isDown(now) {
-			out = append(out, u)
-		}
-	}
-	return out
 }
 
 // upstreamQuery is the query sent upstream: a fresh random id (the
@@ -277,3 +352,5 @@ type nopObserver struct{}
 
 func (nopObserver) ObserveUpstream(string, string, time.Duration, error) {}
 func (nopObserver) ObserveCache(bool)                                    {}
+func (nopObserver) ObserveProbe(string, bool)                            {}
+func (nopObserver) ObserveBusy()                                         {}

@@ -30,10 +30,18 @@ func question(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
+// testOrg is the org forwardOK asks for.
+const testOrg = "acme"
+
 func forwardOK(t *testing.T, f *forward.Forwarder, req *dns.Msg) *dns.Msg {
 	t.Helper()
+	return forwardAs(t, f, testOrg, req)
+}
+
+func forwardAs(t *testing.T, f *forward.Forwarder, org string, req *dns.Msg) *dns.Msg {
+	t.Helper()
 	// No deadline: the forwarder applies its own Config.Timeout.
-	r, err := f.Forward(context.Background(), req)
+	r, err := f.Forward(context.Background(), org, req)
 	if err != nil {
 		t.Fatalf("Forward %s: %v", req.Question[0].Name, err)
 	}
@@ -69,6 +77,13 @@ type recorder struct {
 	hits, misses   int
 	upstreamErrors map[string]int
 	upstreamOK     map[string]int
+	probes         []probe
+	busy           int
+}
+
+type probe struct {
+	upstream string
+	alive    bool
 }
 
 func newRecorder() *recorder {
@@ -93,4 +108,29 @@ func (r *recorder) ObserveCache(hit bool) {
 	} else {
 		r.misses++
 	}
+}
+
+func (r *recorder) ObserveProbe(up string, alive bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.probes = append(r.probes, probe{up, alive})
+}
+
+func (r *recorder) ObserveBusy() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.busy++
+}
+
+// probed returns the verdicts of the probes of up so far.
+func (r *recorder) probed(up string) []bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []bool
+	for _, p := range r.probes {
+		if p.upstream == up {
+			out = append(out, p.alive)
+		}
+	}
+	return out
 }

@@ -1,10 +1,13 @@
 package forward
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // DefaultPort is the port of an upstream given without one.
@@ -26,56 +29,72 @@ func ParseUpstream(s string) (string, error) {
 	return "", fmt.Errorf("upstream %q: want an IP address with an optional port, e.g. 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53", s)
 }
 
+// An upstream's health is judged by probes of its own, never by how the
+// askers' questions fare: a question can time out because of the name
+// asked (a zone whose servers never answer, chosen by some asker on
+// purpose), and one org's such questions must not make an upstream dead
+// for everyone. A failed exchange only makes the upstream suspect: it is
+// probed, and only a failed probe makes it dead. A dead upstream is not
+// asked; it is probed again at most once per probeEvery, while queries
+// arrive, until a probe is answered.
 const (
-	// downFor is how long a failed upstream moves to the back of the line,
-	// so a dead first upstream does not cost every query its share of the
-	// timeout.
-	downFor = 5 * time.Second
-	// deadAfter consecutive failures make an upstream dead: it is then
-	// asked by one query per probeEvery, and the others fail at once
-	// rather than each waiting out the timeout. One lost packet does not
-	// make an upstream dead; an upstream that is gone does, quickly.
-	deadAfter  = 3
 	probeEvery = time.Second
+	// probeTries probes of probeTimeout each are sent before an upstream
+	// is judged dead, so one lost packet does not make it so.
+	probeTries   = 2
+	probeTimeout = 500 * time.Millisecond
 )
 
-// upstream is one resolver and how it has been doing.
+// probeName and probeType are the probe's question: the root's name
+// servers, which every recursive resolver answers (usually from its
+// cache) and no asker can make unanswerable.
+const (
+	probeName = "."
+	probeType = dns.TypeNS
+)
+
+// upstream is one resolver and what its probes found.
 type upstream struct {
 	addr      string
-	fails     atomic.Int32 // consecutive failures
-	downUntil atomic.Int64 // unix nanoseconds
-	nextProbe atomic.Int64 // unix nanoseconds; for dead upstreams
+	dead      atomic.Bool
+	probing   atomic.Bool
+	lastProbe atomic.Int64 // unix nanoseconds when the last probe started
 }
 
-func (u *upstream) failed(now time.Time) {
-	if u.fails.Add(1) >= deadAfter {
-		// Dead from now on: the next query to try it is a second away.
-		u.nextProbe.Store(now.Add(probeEvery).UnixNano())
+// suspect starts a probe of u in the background unless one runs or one
+// started less than probeEvery ago.
+func (f *Forwarder) suspect(u *upstream) {
+	now := f.now().UnixNano()
+	last := u.lastProbe.Load()
+	if now-last < int64(probeEvery) || !u.probing.CompareAndSwap(false, true) {
+		return
 	}
-	u.downUntil.Store(now.Add(downFor).UnixNano())
+	u.lastProbe.Store(now)
+	go func() {
+		alive := f.probe(u)
+		u.dead.Store(!alive)
+		f.obs.ObserveProbe(u.addr, alive)
+		u.probing.Store(false)
+	}()
 }
 
-func (u *upstream) succeeded() {
-	if u.fails.Load() != 0 {
-		u.fails.Store(0)
+// probe asks u for the root's NS records, up to probeTries times. Any
+// reply to the question, whatever its rcode, shows u is there and
+// answering; what it answers for a name is the query's business.
+func (f *Forwarder) probe(u *upstream) bool {
+	for range probeTries {
+		q := new(dns.Msg)
+		q.SetQuestion(probeName, probeType)
+		q.Id = dns.Id()
+		q.RecursionDesired = true
+		q.SetEdns0(udpSize, false)
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		c := &dns.Client{Net: "udp", UDPSize: udpSize}
+		r, _, err := c.ExchangeContext(ctx, q, u.addr)
+		cancel()
+		if err == nil && checkReply(q, r) == nil {
+			return true
+		}
 	}
-	if u.downUntil.Load() != 0 {
-		u.downUntil.Store(0)
-	}
-}
-
-// isDown reports a failure in the last downFor with no success since.
-func (u *upstream) isDown(now time.Time) bool { return now.UnixNano() < u.downUntil.Load() }
-
-// mayAsk reports whether a query may go to u now: always, unless u is
-// dead, in which case one caller per probeEvery wins the right to probe.
-func (u *upstream) mayAsk(now time.Time) bool {
-	if u.fails.Load() < deadAfter || !u.isDown(now) {
-		return true
-	}
-	next := u.nextProbe.Load()
-	if now.UnixNano() < next {
-		return false
-	}
-	return u.nextProbe.CompareAndSwap(next, now.Add(probeEvery).UnixNano())
+	return false
 }

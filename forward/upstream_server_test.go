@@ -20,7 +20,7 @@ type testUpstream struct {
 // handler answers one query; proto is "udp" or "tcp".
 type handler func(proto string, req *dns.Msg) *dns.Msg
 
-func startUpstream(t *testing.T, h handler) *testUpstream {
+func startUpstream(t testing.TB, h handler) *testUpstream {
 	t.Helper()
 	u := &testUpstream{seen: map[string]int{}}
 	serve := func(proto string) dns.HandlerFunc {

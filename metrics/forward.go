@@ -16,6 +16,9 @@ type forwardMetrics struct {
 	exchanges *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	cache     hitCounters
+	probes    *prometheus.CounterVec
+	healthy   *prometheus.GaugeVec
+	busy      prometheus.Counter
 }
 
 func newForwardMetrics(reg prometheus.Registerer) *forwardMetrics {
@@ -31,8 +34,17 @@ func newForwardMetrics(reg prometheus.Registerer) *forwardMetrics {
 		cache: newHitCounters("forward", "cache_",
 			"Forwarded questions answered from the forwarder's cache.",
 			"Forwarded questions not in the forwarder's cache."),
+		probes: newCounterVec("forward", "upstream_probes_total",
+			"Health probes of upstream resolvers (a query for the root's NS records), by upstream and result (alive, dead).",
+			"upstream", "result"),
+		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "forward", Name: "upstream_healthy",
+			Help: "1 while an upstream answered its last health probe, 0 while it failed it (then it is not asked); absent until the first probe.",
+		}, []string{"upstream"}),
+		busy: prometheus.NewCounter(counterOpts("forward", "busy_total",
+			"Forwarded questions answered SERVFAIL at once because the asker's org had its share of questions waiting on the upstreams.")),
 	}
-	reg.MustRegister(m.exchanges, m.duration, m.cache.hits, m.cache.misses)
+	reg.MustRegister(m.exchanges, m.duration, m.cache.hits, m.cache.misses, m.probes, m.healthy, m.busy)
 	return m
 }
 
@@ -53,3 +65,16 @@ func (m *forwardMetrics) ObserveUpstream(upstream, proto string, d time.Duration
 
 // ObserveCache implements forward.Observer.
 func (m *forwardMetrics) ObserveCache(hit bool) { m.cache.observe(hit) }
+
+// ObserveProbe implements forward.Observer.
+func (m *forwardMetrics) ObserveProbe(upstream string, alive bool) {
+	result, up := "dead", 0.0
+	if alive {
+		result, up = "alive", 1
+	}
+	m.probes.WithLabelValues(upstream, result).Inc()
+	m.healthy.WithLabelValues(upstream).Set(up)
+}
+
+// ObserveBusy implements forward.Observer.
+func (m *forwardMetrics) ObserveBusy() { m.busy.Inc() }

@@ -18,6 +18,10 @@ func TestForwardExchangesAndCacheAreCounted(t *testing.T) {
 	obs.ObserveCache(true)
 	obs.ObserveCache(false)
 	obs.ObserveCache(false)
+	obs.ObserveProbe("10.0.0.1:53", true)
+	obs.ObserveProbe("10.0.0.2:53", true)
+	obs.ObserveProbe("10.0.0.2:53", false)
+	obs.ObserveBusy()
 
 	reg := m.Registry()
 	wantValue(t, reg, 2, "meshdns_forward_upstream_requests_total", "upstream=10.0.0.1:53", "proto=udp", "result=ok")
@@ -29,6 +33,10 @@ func TestForwardExchangesAndCacheAreCounted(t *testing.T) {
 	}
 	wantValue(t, reg, 1, "meshdns_forward_cache_hits_total")
 	wantValue(t, reg, 2, "meshdns_forward_cache_misses_total")
+	wantValue(t, reg, 1, "meshdns_forward_upstream_probes_total", "upstream=10.0.0.2:53", "result=dead")
+	wantValue(t, reg, 1, "meshdns_forward_upstream_healthy", "upstream=10.0.0.1:53")
+	wantValue(t, reg, 0, "meshdns_forward_upstream_healthy", "upstream=10.0.0.2:53")
+	wantValue(t, reg, 1, "meshdns_forward_busy_total")
 	// The answer cache's counters are apart from the forwarder's.
 	wantValue(t, reg, 0, "meshdns_cache_hits_total")
 	wantValue(t, reg, 0, "meshdns_cache_misses_total")

@@ -42,6 +42,10 @@ type options struct {
 	upstream            []string
 	forwardTimeout      time.Duration
 	forwardCacheSize    int
+	forwardCacheBytes   string
+	forwardCacheMax     string
+	forwardCacheBytesN  int64 // --forward-cache-bytes parsed; 0: no cache
+	forwardCacheMaxN    int64 // --forward-cache-max-reply parsed
 	queryLogSample      int
 	rateLimit           int
 	errorRateLimit      int
@@ -126,6 +130,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.upstream, "upstream", nil, "resolver for names outside .internal/.flycast, IP[:port] (repeatable, asked in order); none: REFUSED")
 	f.DurationVar(&o.forwardTimeout, "forward-timeout", 2*time.Second, "time a forwarded query may take, all upstreams together, before SERVFAIL")
 	f.IntVar(&o.forwardCacheSize, "forward-cache-size", forward.DefaultCacheSize, "most forwarded answers kept in the cache; 0 turns the cache off")
+	f.StringVar(&o.forwardCacheBytes, "forward-cache-bytes", "32MiB", "most memory the forwarded answers' cache holds, e.g. 64MiB (each org keeps at least an equal share); 0 turns the cache off")
+	f.StringVar(&o.forwardCacheMax, "forward-cache-max-reply", "16KiB", "longest forwarded answer cached, e.g. 16KiB; longer ones are forwarded every time")
 	f.IntVar(&o.rateLimit, "rate-limit", defaultRateLimit, "UDP queries per second one source prefix (IPv6 /64, IPv4 /24) may send; 0: no limit (load benchmarks from one source)")
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
 	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; more wait to be accepted")
@@ -246,6 +252,22 @@ func (o *options) validateForwarding() error {
 	if o.forwardCacheSize < 0 {
 		return fmt.Errorf("--forward-cache-size %d: must be 0 (no cache) or more", o.forwardCacheSize)
 	}
+	o.forwardCacheBytesN = 0
+	if o.forwardCacheBytes != "0" {
+		n, err := parseSize(o.forwardCacheBytes)
+		if err != nil {
+			return fmt.Errorf("--forward-cache-bytes %w, or 0 (no cache)", err)
+		}
+		if n < 4<<10 {
+			return fmt.Errorf("--forward-cache-bytes %s: want at least 4KiB, or 0 (no cache)", o.forwardCacheBytes)
+		}
+		o.forwardCacheBytesN = n
+	}
+	n, err := parseSize(o.forwardCacheMax)
+	if err != nil || n < 512 || n > 65535 {
+		return fmt.Errorf("--forward-cache-max-reply %q: want a size from 512B to 64KiB, such as 16KiB", o.forwardCacheMax)
+	}
+	o.forwardCacheMaxN = n
 	return nil
 }
 

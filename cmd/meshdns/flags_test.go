@@ -13,6 +13,9 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--http", "9153"}, "--http"},
 		{[]string{"--upstream", "dns.example"}, "--upstream"},
 		{[]string{"--forward-timeout", "0s"}, "--forward-timeout"},
+		{[]string{"--forward-cache-bytes", "lots"}, "--forward-cache-bytes"},
+		{[]string{"--forward-cache-bytes", "100B"}, "--forward-cache-bytes"},
+		{[]string{"--forward-cache-max-reply", "1MiB"}, "--forward-cache-max-reply"},
 		{[]string{"--negative-ttl", "1500ms"}, "--negative-ttl"},
 		{[]string{"--query-log-sample", "-1"}, "--query-log-sample"},
 		{[]string{"--memory-limit", "lots"}, "--memory-limit"},
@@ -77,5 +80,23 @@ func TestAutoGCPercent(t *testing.T) {
 		if got := autoGCPercent(live); got != want {
 			t.Errorf("autoGCPercent(%d) = %d, want %d", live, got, want)
 		}
+	}
+}
+
+// The forwarding cache's byte bounds take sizes; 0 turns the cache off.
+func TestForwardCacheSizes(t *testing.T) {
+	o, err := parseOptions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.forwardCacheBytesN != 32<<20 || o.forwardCacheMaxN != 16<<10 {
+		t.Errorf("defaults: %d bytes, largest reply %d; want 32MiB and 16KiB", o.forwardCacheBytesN, o.forwardCacheMaxN)
+	}
+	o, err = parseOptions([]string{"--forward-cache-bytes", "0", "--forward-cache-max-reply", "4KiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.forwardCacheBytesN != 0 || o.forwardCacheMaxN != 4096 {
+		t.Errorf("got %d bytes, largest reply %d; want 0 and 4096", o.forwardCacheBytesN, o.forwardCacheMaxN)
 	}
 }

@@ -54,6 +54,8 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Strings("upstream", o.upstream),
 		zap.Duration("forward_timeout", o.forwardTimeout),
 		zap.Int("forward_cache_size", o.forwardCacheSize),
+		zap.Int64("forward_cache_bytes", o.forwardCacheBytesN),
+		zap.Int64("forward_cache_max_reply", o.forwardCacheMaxN),
 		zap.Int("rate_limit", o.rateLimit),
 		zap.Int("error_rate_limit", o.errorRateLimit),
 		zap.Int("max_tcp_conns", o.maxTCPConns),

@@ -70,14 +70,16 @@ func (r *runtimeSettings) setForwarder(o *options) error {
 		return nil
 	}
 	if r.fwd != nil && r.current != nil && slices.Equal(r.current.upstream, o.upstream) &&
-		r.current.forwardCacheSize == o.forwardCacheSize {
+		r.current.forwardCacheSize == o.forwardCacheSize &&
+		r.current.forwardCacheBytesN == o.forwardCacheBytesN && r.current.forwardCacheMaxN == o.forwardCacheMaxN {
 		return nil
 	}
-	size := o.forwardCacheSize
-	if size == 0 {
-		size = -1 // forward.Config: negative turns the cache off
+	size, bytes := o.forwardCacheSize, int(o.forwardCacheBytesN)
+	if size == 0 || bytes == 0 {
+		size, bytes = -1, -1 // forward.Config: negative turns the cache off
 	}
-	f, err := forward.New(forward.Config{Upstreams: o.upstream, CacheSize: size, Timeout: o.forwardTimeout, Observer: r.fwdObs})
+	f, err := forward.New(forward.Config{Upstreams: o.upstream, CacheSize: size, CacheBytes: bytes,
+		MaxCacheable: int(o.forwardCacheMaxN), Timeout: o.forwardTimeout, Observer: r.fwdObs})
 	if err != nil {
 		return err
 	}

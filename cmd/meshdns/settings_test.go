@@ -115,3 +115,25 @@ func TestQueryLogSamples(t *testing.T) {
 		t.Errorf("logged with sampling off")
 	}
 }
+
+// A new byte bound for the forwarding cache makes a new forwarder (and
+// cache); the same one keeps it.
+func TestApplyRemakesTheForwarderForNewCacheBounds(t *testing.T) {
+	rs := &runtimeSettings{level: zap.NewAtomicLevel(), log: zap.NewNop(), qlog: newQueryLog(zap.NewNop(), 0)}
+	if err := rs.apply(mustParse(t, "--upstream", "192.0.2.1", "--forward-cache-bytes", "1MiB")); err != nil {
+		t.Fatal(err)
+	}
+	first := rs.fwd
+	if err := rs.apply(mustParse(t, "--upstream", "192.0.2.1", "--forward-cache-bytes", "1MiB")); err != nil || rs.fwd != first {
+		t.Fatalf("same bounds: err %v, forwarder replaced %v", err, rs.fwd != first)
+	}
+	for _, args := range [][]string{{"--forward-cache-bytes", "2MiB"}, {"--forward-cache-bytes", "2MiB", "--forward-cache-max-reply", "4KiB"}} {
+		before := rs.fwd
+		if err := rs.apply(mustParse(t, append([]string{"--upstream", "192.0.2.1"}, args...)...)); err != nil {
+			t.Fatal(err)
+		}
+		if rs.fwd == before {
+			t.Errorf("%v: the forwarder was kept", args)
+		}
+	}
+}

@@ -32,12 +32,18 @@ type meshHost struct {
 // starts meshdns there. It returns once meshctl can write the registry.
 func startHost(t *testing.T, addrs ...string) *meshHost {
 	t.Helper()
+	return startHostArgs(t, nil, addrs...)
+}
+
+// startHostArgs is startHost with more meshdns flags.
+func startHostArgs(t *testing.T, args []string, addrs ...string) *meshHost {
+	t.Helper()
 	h := &meshHost{t: t, ns: addNS(t, "host"), bins: harness.Build(t)}
 	for _, a := range addrs {
 		ip(t, h.ns, "-6", "addr", "add", a+"/128", "dev", "lo")
 	}
-	d := startDaemon(t, h.ns, h.bins.Meshdns, "--listen", "[::]:53", "--region", "iad",
-		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn")
+	d := startDaemon(t, h.ns, h.bins.Meshdns, append([]string{"--listen", "[::]:53", "--region", "iad",
+		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn"}, args...)...)
 	err := poll(startupTimeout, func() error {
 		if err := d.running(); err != nil {
 			return err

@@ -38,9 +38,15 @@ func machine(id string) fxMachine {
 
 func newOrgLab(t *testing.T) *orgLab {
 	t.Helper()
+	return newOrgLabArgs(t, nil)
+}
+
+// newOrgLabArgs is newOrgLab with more meshdns flags.
+func newOrgLabArgs(t *testing.T, args []string) *orgLab {
+	t.Helper()
 	requireLab(t)
 	l := &orgLab{serverAddrs: []string{"fdaa::3", alpha.dns(), beta.dns()}, hostIf: map[string]string{}}
-	l.host = startHost(t, l.serverAddrs...)
+	l.host = startHostArgs(t, args, l.serverAddrs...)
 	l.nsA, l.nsB, l.nsNoOrg = addNS(t, "a"), addNS(t, "b"), addNS(t, "x")
 	l.syd = asker{ns: l.nsA, org: alpha, machine: machine("c1"), nearest: machine("a1").IP}
 	l.ams = asker{ns: l.nsA, org: alpha, machine: machine("c2"), nearest: machine("a2").IP}
