@@ -42,6 +42,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		endpoints = []string{o.embeddedEtcdURL}
 	}
 	logSettings(log, "meshdns starting", o, endpoints)
+	raiseOpenFiles(o.maxTCPConns, log)
 	ms := applyMemorySettings(o)
 	log.Info("memory settings", ms.fields()...)
 	if ms.AutoGC {
