@@ -142,6 +142,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	m.WatchTCP(srv.TCPStats)
 	rs.mu.Lock()
 	rs.srv = srv
 	rs.mu.Unlock()
