@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,6 +145,16 @@ func TestTCPNotTakenByOtherTenants(t *testing.T) {
 			}
 		}
 	}
+	// The server's own count: never more open than --max-tcp-conns, and
+	// room was made by closing flood connections.
+	m := scrapeTCP(t, l.host.ns)
+	t.Logf("meshdns's TCP metrics: %v", m)
+	if open := m["meshdns_tcp_connections_open"]; open > 1000 {
+		t.Errorf("%v TCP connections open, over --max-tcp-conns 1000", open)
+	}
+	if m["meshdns_tcp_connections_replaced_total"] == 0 {
+		t.Errorf("no connection replaced during the flood")
+	}
 	t.Logf("%d digs took %v (slowest query time dig saw: %s); flood meanwhile: %d connections opened, %d closed by the server, %d dial errors",
 		4*len(victims), time.Since(start), slowest, opened.Load(), closedByServer.Load(), dialErrs.Load())
 }
@@ -167,7 +179,8 @@ func raiseOpenFiles(t *testing.T, want uint64) {
 
 var dialSlots = make(chan struct{}, 16)
 
-// dialIn opens a TCP connection from src to dst inside namespace ns. The
+// dialIn opens a TCP connection from src (any if empty) to dst inside
+// namespace ns. The
 // socket is made by a thread moved into ns and stays in ns after the
 // thread moves back.
 func dialIn(ns, src, dst string) (net.Conn, error) {
@@ -191,7 +204,10 @@ func dialIn(ns, src, dst string) (net.Conn, error) {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("setns %s: %w", ns, err)
 	}
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	c, dialErr := d.Dial("tcp", dst)
 	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread is in the wrong namespace: leave it locked, so the
@@ -234,4 +250,38 @@ func tcpAsk(c net.Conn, name string, qtype uint16) error {
 		return fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
 	}
 	return nil
+}
+
+// scrapeTCP reads meshdns's meshdns_tcp_* metrics from its --http address
+// (127.0.0.1:9153) inside the host namespace.
+func scrapeTCP(t *testing.T, ns string) map[string]float64 {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return dialIn(ns, "", addr) },
+	}}
+	resp, err := c.Get("http://127.0.0.1:9153/metrics")
+	if err != nil {
+		t.Fatalf("scrape meshdns's metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "meshdns_tcp_") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		m[name] = v
+	}
+	if len(m) == 0 {
+		t.Fatalf("no meshdns_tcp_ metrics in /metrics:\n%s", body)
+	}
+	return m
 }
