@@ -352,6 +352,10 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 		if out == nil {
 			return // not a query: nothing to answer, nothing more to read
 		}
+		if len(out) > dns.MaxMsgSize {
+			s.log.Error("tcp answer longer than a TCP message; closing the connection", zap.Int("size", len(out)))
+			return
+		}
 		wbuf = binary.BigEndian.AppendUint16(wbuf[:0], uint16(len(out)))
 		wbuf = append(wbuf, out...)
 		if err := c.conn.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
