@@ -12,9 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
-	"golang.org/x/net/netutil"
 
 	"github.com/meshdns/meshdns/registry"
 	"github.com/meshdns/meshdns/zones"
@@ -47,6 +45,10 @@ type Config struct {
 	// queries one connection may send.
 	TCPIdleTimeout time.Duration
 	TCPMaxQueries  int
+	// TCPFirstQueryTimeout closes a TCP connection whose first query has
+	// not arrived this long after the connect (default 2 s); later
+	// queries have TCPIdleTimeout.
+	TCPFirstQueryTimeout time.Duration
 	// Forwarder resolves names outside our zones; nil answers them REFUSED.
 	Forwarder Forwarder
 	// ForwardTimeout bounds one forwarded query, all upstreams together.
@@ -59,9 +61,13 @@ type Config struct {
 	// rate limiting); replies over it are dropped. 0 means RateLimit/10.
 	RateLimit      int
 	ErrorRateLimit int
-	// MaxTCPConns caps open TCP connections; further ones wait to be accepted.
+	// MaxTCPConns caps open TCP connections in all (default 1000); see
+	// tcp.go for who is closed when a cap is reached.
 	MaxTCPConns int
 	Log         *zap.Logger
+	// MaxTCPConnsPerPrefix caps the open TCP connections of one source
+	// prefix (IPv6 /64, IPv4 /24); default 50.
+	MaxTCPConnsPerPrefix int
 }
 
 // udpReceiveBuffer is the socket receive buffer each UDP socket asks for.
@@ -92,10 +98,12 @@ type Server struct {
 
 	mu      sync.Mutex
 	udp     []udpSocket
-	tcp     []*dns.Server
+	tcp     []net.Listener
 	wg      sync.WaitGroup
 	closing atomic.Bool
 	addrs   []net.Addr
+	// tcpConns counts the open TCP connections, per source prefix.
+	tcpConns *tcpTable
 }
 
 // udpReaders is how many UDP sockets each listen address gets and how many
@@ -139,12 +147,19 @@ func New(cfg Config, store *registry.Store) *Server {
 		cfg.ForwardTimeout = 2 * time.Second
 	}
 	if cfg.MaxTCPConns <= 0 {
-		cfg.MaxTCPConns = 1000
+		cfg.MaxTCPConns = defaultMaxTCPConns
+	}
+	if cfg.MaxTCPConnsPerPrefix <= 0 {
+		cfg.MaxTCPConnsPerPrefix = defaultMaxTCPConnsPerPrefix
+	}
+	if cfg.TCPFirstQueryTimeout <= 0 {
+		cfg.TCPFirstQueryTimeout = defaultTCPFirstQueryTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
 	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock(), forwardSlots: make(chan struct{}, maxForwardsInFlight)}
+	s.tcpConns = newTCPTable()
 	s.setConfig(&cfg)
 	return s
 }
@@ -221,19 +236,9 @@ func (s *Server) listen(addr string, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	ts := &dns.Server{
-		// Connections past the cap wait in the kernel's accept queue
-		// instead of each taking a goroutine and buffers here.
-		Listener:      netutil.LimitListener(tl, cfg.MaxTCPConns),
-		Handler:       dns.HandlerFunc(s.serveTCP),
-		IdleTimeout:   func() time.Duration { return cfg.TCPIdleTimeout },
-		ReadTimeout:   cfg.TCPIdleTimeout,
-		WriteTimeout:  5 * time.Second,
-		MaxTCPQueries: cfg.TCPMaxQueries,
-	}
 	s.mu.Lock()
 	s.udp = append(s.udp, conns...)
-	s.tcp = append(s.tcp, ts)
+	s.tcp = append(s.tcp, tl)
 	s.addrs = append(s.addrs, conns[0].LocalAddr())
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -252,12 +257,7 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		}
 	}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := ts.ActivateAndServe(); err != nil && !s.closing.Load() {
-			s.log.Error("tcp listener stopped", zap.String("addr", addr), zap.Error(err))
-		}
-	}()
+	go s.acceptTCP(tl)
 	s.log.Info("listening", zap.Stringer("addr", bind), zap.Int("udp_sockets", sockets))
 	return nil
 }
@@ -362,24 +362,6 @@ func (s *Server) serveUDP(c *net.UDPConn, wildcard bool) {
 	}
 }
 
-// serveTCP answers one query of a TCP connection (miekg/dns frames them).
-func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
-	var src, dst netip.Addr
-	if a, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		src = a.AddrPort().Addr()
-	}
-	if a, ok := w.LocalAddr().(*net.TCPAddr); ok {
-		dst = a.AddrPort().Addr()
-	}
-	start := time.Now()
-	resp, info := s.reply(req, Query{Src: src, Dst: dst, Transport: TCP})
-	if err := w.WriteMsg(resp); err != nil {
-		s.log.Debug("tcp write failed", zap.Error(err))
-	}
-	info.Size = resp.Len()
-	s.observe(info, start)
-}
-
 // Shutdown stops every listener and waits for the workers to finish.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.closing.Store(true)
@@ -387,11 +369,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 	for _, c := range s.udp {
 		c.Close()
 	}
-	for _, t := range s.tcp {
-		_ = t.ShutdownContext(ctx)
+	for _, l := range s.tcp {
+		l.Close()
 	}
 	s.udp, s.tcp = nil, nil
 	s.mu.Unlock()
+	s.tcpConns.closeAll()
 	s.clock.close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -421,6 +404,12 @@ func (s *Server) Reconfigure(cfg Config) {
 	}
 	if cfg.MaxTCPConns <= 0 {
 		cfg.MaxTCPConns = old.MaxTCPConns
+	}
+	if cfg.MaxTCPConnsPerPrefix <= 0 {
+		cfg.MaxTCPConnsPerPrefix = old.MaxTCPConnsPerPrefix
+	}
+	if cfg.TCPFirstQueryTimeout <= 0 {
+		cfg.TCPFirstQueryTimeout = old.TCPFirstQueryTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = old.Log

@@ -50,6 +50,7 @@ type options struct {
 	rateLimit           int
 	errorRateLimit      int
 	maxTCPConns         int
+	maxTCPConnsPerPfx   int
 	udpBatch            bool
 	udpBlocking         bool
 	pprof               bool
@@ -82,8 +83,8 @@ meshctl works against it out of the box. --demo adds a sample org.
 Every flag can also be set in a YAML --config file, keyed by the flag's
 name (ttl: 5s, upstream: [192.0.2.53]); the command line overrides the
 file. SIGHUP reads the file again and applies the settings that can change
-while running (TTLs, upstreams, forwarding, rate limits, log level, default
-org, region, query log).`,
+while running (TTLs, upstreams, forwarding, rate limits, TCP connection
+caps, log level, default org, region, query log).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -132,9 +133,10 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.IntVar(&o.forwardCacheSize, "forward-cache-size", forward.DefaultCacheSize, "most forwarded answers kept in the cache; 0 turns the cache off")
 	f.StringVar(&o.forwardCacheBytes, "forward-cache-bytes", "32MiB", "most memory the forwarded answers' cache holds, e.g. 64MiB (each org keeps at least an equal share); 0 turns the cache off")
 	f.StringVar(&o.forwardCacheMax, "forward-cache-max-reply", "16KiB", "longest forwarded answer cached, e.g. 16KiB; longer ones are forwarded every time")
-	f.IntVar(&o.rateLimit, "rate-limit", defaultRateLimit, "UDP queries per second one source prefix (IPv6 /64, IPv4 /24) may send; 0: no limit (load benchmarks from one source)")
+	f.IntVar(&o.rateLimit, "rate-limit", defaultRateLimit, "UDP and TCP queries per second one source prefix (IPv6 /64, IPv4 /24) may send (a TCP connection over it is closed); 0: no limit (load benchmarks from one source)")
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
-	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; more wait to be accepted")
+	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; at the cap a newcomer replaces a connection of the prefix holding the most")
+	f.IntVar(&o.maxTCPConnsPerPfx, "max-tcp-conns-per-prefix", 50, "most TCP connections one source prefix (IPv6 /64, IPv4 /24) holds; a newcomer replaces its oldest idle one")
 	f.BoolVar(&o.udpBlocking, "udp-blocking", true, "read UDP with one thread per socket blocked in recvmmsg, outside Go's network poller (false: readers through the poller, see --udp-batch)")
 	f.BoolVar(&o.udpBatch, "udp-batch", true, "with --udp-blocking=false: read and write UDP in batches (recvmmsg/sendmmsg); false: one system call per packet")
 	f.IntVar(&o.udpWorkers, "udp-workers", 0, "UDP readers in all, spread over one socket per core; 0: one per socket with --udp-blocking, else 4 per socket")
@@ -198,6 +200,9 @@ func (o *options) validate() error {
 	}
 	if o.maxTCPConns < 1 {
 		return fmt.Errorf("--max-tcp-conns %d: want at least 1", o.maxTCPConns)
+	}
+	if o.maxTCPConnsPerPfx < 1 {
+		return fmt.Errorf("--max-tcp-conns-per-prefix %d: want at least 1", o.maxTCPConnsPerPfx)
 	}
 	if !strings.HasPrefix(o.etcdPrefix, "/") || !strings.HasSuffix(o.etcdPrefix, "/") {
 		return fmt.Errorf("--etcd-prefix %q: must start and end with '/'", o.etcdPrefix)

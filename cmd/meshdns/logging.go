@@ -59,6 +59,7 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Int("rate_limit", o.rateLimit),
 		zap.Int("error_rate_limit", o.errorRateLimit),
 		zap.Int("max_tcp_conns", o.maxTCPConns),
+		zap.Int("max_tcp_conns_per_prefix", o.maxTCPConnsPerPfx),
 		zap.Int("query_log_sample", o.queryLogSample),
 		zap.Duration("reconcile_interval", o.reconcileInterval),
 		zap.Duration("local_copy_interval", o.localCopyInterval),

@@ -68,5 +68,5 @@ func keepRestartOnly(o, running *options) {
 	o.etcdEndpoints, o.etcdPrefix = running.etcdEndpoints, running.etcdPrefix
 	o.etcdCACert, o.etcdCert, o.etcdKey, o.etcdUser = running.etcdCACert, running.etcdCert, running.etcdKey, running.etcdUser
 	o.dataDir, o.embeddedEtcdURL, o.embeddedEtcdPeerURL = running.dataDir, running.embeddedEtcdURL, running.embeddedEtcdPeerURL
-	o.maxTCPConns, o.demo = running.maxTCPConns, running.demo
+	o.demo = running.demo
 }

@@ -43,6 +43,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	}
 	logSettings(log, "meshdns starting", o, endpoints)
 	warnUnsafeSettings(log, o)
+	raiseOpenFiles(o.maxTCPConns, log)
 	ms := applyMemorySettings(o)
 	log.Info("memory settings", ms.fields()...)
 	if ms.AutoGC {
@@ -142,6 +143,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	m.WatchTCP(srv.TCPStats)
 	rs.mu.Lock()
 	rs.srv = srv
 	rs.mu.Unlock()

@@ -14,7 +14,8 @@ import (
 
 // runtimeSettings applies the settings that may change while meshdns runs
 // (at start and on SIGHUP): TTLs, region, default org, forwarding, rate
-// limits, log level and query log. Everything else is fixed at start.
+// limits, TCP connection caps, log level and query log. Everything else is
+// fixed at start.
 type runtimeSettings struct {
 	mu      sync.Mutex
 	current *options
@@ -54,6 +55,7 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 		Observer:       r.obs,
 		Log:            r.log.Named("dns"),
 	}
+	cfg.MaxTCPConnsPerPrefix = o.maxTCPConnsPerPfx
 	// Only a non-nil *Forwarder goes into the interface: a typed nil
 	// would not compare equal to nil and the server would call it.
 	if r.fwd != nil {
@@ -125,7 +127,6 @@ func restartOnly(a, b *options) []string {
 	diff("data-dir", a.dataDir == b.dataDir)
 	diff("embedded-etcd-url", a.embeddedEtcdURL == b.embeddedEtcdURL)
 	diff("embedded-etcd-peer-url", a.embeddedEtcdPeerURL == b.embeddedEtcdPeerURL)
-	diff("max-tcp-conns", a.maxTCPConns == b.maxTCPConns)
 	diff("udp-batch", a.udpBatch == b.udpBatch)
 	diff("udp-blocking", a.udpBlocking == b.udpBlocking)
 	diff("pprof", a.pprof == b.pprof)

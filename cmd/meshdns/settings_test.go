@@ -137,3 +137,20 @@ func TestApplyRemakesTheForwarderForNewCacheBounds(t *testing.T) {
 		}
 	}
 }
+
+// The TCP connection caps reach the server and change on reload, without
+// a restart warning.
+func TestTCPCapsReload(t *testing.T) {
+	rs := &runtimeSettings{level: zap.NewAtomicLevel(), log: zap.NewNop(), qlog: newQueryLog(zap.NewNop(), 0)}
+	old := mustParse(t)
+	if cfg := rs.dnsConfig(old); cfg.MaxTCPConns != 1000 || cfg.MaxTCPConnsPerPrefix != 50 {
+		t.Errorf("defaults: %d in all, %d per prefix; want 1000 and 50", cfg.MaxTCPConns, cfg.MaxTCPConnsPerPrefix)
+	}
+	o := mustParse(t, "--max-tcp-conns", "300", "--max-tcp-conns-per-prefix", "7")
+	if cfg := rs.dnsConfig(o); cfg.MaxTCPConns != 300 || cfg.MaxTCPConnsPerPrefix != 7 {
+		t.Errorf("%d in all, %d per prefix; want 300 and 7", cfg.MaxTCPConns, cfg.MaxTCPConnsPerPrefix)
+	}
+	if changed := restartOnly(old, o); len(changed) != 0 {
+		t.Errorf("changing the TCP caps needs a restart of %v; want them applied on reload", changed)
+	}
+}
