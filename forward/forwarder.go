@@ -123,7 +123,17 @@ func New(cfg Config) (*Forwarder, error) {
 		perOrg = DefaultMaxInFlightPerOrg
 	}
 	f.busy = newInflight(total, perOrg)
+	if o, ok := f.obs.(UpstreamsObserver); ok {
+		o.ObserveUpstreams(f.Upstreams())
+	}
 	return f, nil
+}
+
+// UpstreamsObserver is an Observer that wants to know the upstreams of a
+// new Forwarder, all healthy until a probe says otherwise (so their health
+// shows before the first probe).
+type UpstreamsObserver interface {
+	ObserveUpstreams(addrs []string)
 }
 
 // Upstreams returns the upstream addresses in the order they are asked.

@@ -76,5 +76,14 @@ func (m *forwardMetrics) ObserveProbe(upstream string, alive bool) {
 	m.healthy.WithLabelValues(upstream).Set(up)
 }
 
+// ObserveUpstreams implements forward.UpstreamsObserver: a new forwarder's
+// upstreams replace the old ones, healthy until probed.
+func (m *forwardMetrics) ObserveUpstreams(addrs []string) {
+	m.healthy.Reset()
+	for _, a := range addrs {
+		m.healthy.WithLabelValues(a).Set(1)
+	}
+}
+
 // ObserveBusy implements forward.Observer.
 func (m *forwardMetrics) ObserveBusy() { m.busy.Inc() }

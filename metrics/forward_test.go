@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/meshdns/meshdns/forward"
 )
 
 func TestForwardExchangesAndCacheAreCounted(t *testing.T) {
@@ -40,4 +42,23 @@ func TestForwardExchangesAndCacheAreCounted(t *testing.T) {
 	// The answer cache's counters are apart from the forwarder's.
 	wantValue(t, reg, 0, "meshdns_cache_hits_total")
 	wantValue(t, reg, 0, "meshdns_cache_misses_total")
+}
+
+// A new forwarder's upstreams show as healthy before any probe, and a new
+// forwarder (a reload with other upstreams) drops the old ones' series.
+func TestUpstreamsShowHealthyBeforeTheirFirstProbe(t *testing.T) {
+	m := New()
+	if _, err := forward.New(forward.Config{Upstreams: []string{"192.0.2.1", "192.0.2.2:5353"}, Observer: m.Forward()}); err != nil {
+		t.Fatal(err)
+	}
+	reg := m.Registry()
+	wantValue(t, reg, 1, "meshdns_forward_upstream_healthy", "upstream=192.0.2.1:53")
+	wantValue(t, reg, 1, "meshdns_forward_upstream_healthy", "upstream=192.0.2.2:5353")
+	if _, err := forward.New(forward.Config{Upstreams: []string{"192.0.2.3"}, Observer: m.Forward()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := metricValue(t, reg, "meshdns_forward_upstream_healthy", "upstream=192.0.2.1:53"); ok {
+		t.Errorf("a removed upstream is still reported")
+	}
+	wantValue(t, reg, 1, "meshdns_forward_upstream_healthy", "upstream=192.0.2.3:53")
 }
