@@ -604,20 +604,16 @@ func TestStoreNetworkClaims(t *testing.T) {
 				org evil fdaa:0:21::/48`,
 			invalid: `machines/evil/x/0e1: outside the org's network fdaa:0:21::/48`,
 		}, {
-			// evil was created before acme was created again, so its claim
-			// is the older one.
-			name:   "the older org moves back: it takes the network back",
+			// evil's key is older than acme's (created again), but evil
+			// named this network again only now: acme's claim is older.
+			name:   "an org moves onto a held network: refused, whatever its key's age",
 			events: `put orgs/evil {"network":"fdaa:0:18::/48"}`,
-			want: `
-				org evil fdaa:0:18::/48
-				app evil/x
-				machine evil/x/0e1 ams started fdaa:0:18:a7b:5::2
-				owners evil fdaa:0:18:a7b:5::2=x/0e1`,
+			want:   acme,
 			invalid: `
-				orgs/acme: already belongs to org evil
-				machines/acme/web/0a1: org acme`,
+				orgs/evil: network fdaa:0:18::/48 already belongs to org acme
+				machines/evil/x/0e1: org evil is not registered or not served`,
 		}, {
-			name:   "the holder's value turns invalid: its claim is dropped",
+			name:   "a claimant's value turns invalid: its claim is dropped",
 			events: `put orgs/evil {"network":"fdaa:0:18::/47"}`,
 			want:   acme,
 			invalid: `
@@ -632,16 +628,21 @@ func TestStoreNetworkClaims(t *testing.T) {
 				orgs/late: already belongs to org acme
 				machines/evil/x/0e1: org evil`,
 		}, {
-			name:   "the holder changes: the reasons follow it",
+			name:   "a claim dropped and made again is new",
 			events: `put orgs/evil {"network":"fdaa:0:18::/48"}`,
-			want: `
-				org evil fdaa:0:18::/48
-				app evil/x
-				machine evil/x/0e1 ams started fdaa:0:18:a7b:5::2
-				owners evil fdaa:0:18:a7b:5::2=x/0e1`,
+			want:   acme,
 			invalid: `
-				orgs/acme: already belongs to org evil
-				orgs/late: already belongs to org evil
+				orgs/evil: already belongs to org acme
+				orgs/late: already belongs to org acme
+				machines/evil/x/0e1: org evil`,
+		}, {
+			name:   "the holder goes: the next oldest claim takes over, and the reasons follow it",
+			events: `del orgs/acme`,
+			want: `
+				org late fdaa:0:18::/48`,
+			invalid: `
+				orgs/evil: already belongs to org late
+				machines/evil/x/0e1: org evil
 				machines/acme/web/0a1: org acme`,
 		}},
 	})
