@@ -1301,6 +1301,28 @@ func TestStoreRandomMatchesReload(t *testing.T) {
 		if a, b := invalidText(s), invalidText(r); a != b {
 			t.Fatalf("batch %d (%q): invalid keys, incremental:\n%s\nfull load:\n%s", batch, lines, a, b)
 		}
+		// A full load replacing this snapshot agrees with it even when
+		// etcd's history is gone (it keeps the snapshot's claims), and the
+		// reconcile, which dates claims the same way, finds no drift.
+		r2 := NewStore(DefaultPrefix)
+		r2.snap.Store(s.Snapshot())
+		l := r2.BeginLoad()
+		for _, ev := range f.contents() {
+			l.Add(ev)
+		}
+		l.Commit(f.rev)
+		if want := dump(t, r2.Snapshot()); got != want {
+			t.Fatalf("batch %d (%q): incremental:\n%s\nfull load replacing it, no history:\n%s", batch, lines, got, want)
+		}
+		if a, b := invalidText(s), invalidText(r2); a != b {
+			t.Fatalf("batch %d (%q): invalid keys, incremental:\n%s\nfull load replacing it, no history:\n%s", batch, lines, a, b)
+		}
+		if diff := diffEvents(DefaultPrefix, s.Snapshot(), f.contents(), nil); len(diff) != 0 {
+			t.Fatalf("batch %d (%q): reconcile without history finds drift %v", batch, lines, diff)
+		}
+		if diff := diffEvents(DefaultPrefix, s.Snapshot(), f.contents(), f.getAt); len(diff) != 0 {
+			t.Fatalf("batch %d (%q): reconcile finds drift %v", batch, lines, diff)
+		}
 		if batch%100 == 0 {
 			kept = append(kept, seen{s.Snapshot(), got})
 		}
