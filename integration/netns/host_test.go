@@ -11,6 +11,7 @@ import (
 
 func TestMain(m *testing.M) {
 	runHelperIfAsked() // a WireGuard endpoint re-executed in a namespace
+	runRawIfAsked()    // a raw etcd write or HTTP read in a namespace
 	harness.Main(m)
 }
 
@@ -25,6 +26,8 @@ type meshHost struct {
 	t    *testing.T
 	ns   string
 	bins harness.Binaries
+	d    *daemon  // the running meshdns
+	args []string // its arguments, for restart
 }
 
 // startHost makes the host namespace, puts addrs (fdaa::3, the orgs'
@@ -36,8 +39,18 @@ func startHost(t *testing.T, addrs ...string) *meshHost {
 	for _, a := range addrs {
 		ip(t, h.ns, "-6", "addr", "add", a+"/128", "dev", "lo")
 	}
-	d := startDaemon(t, h.ns, h.bins.Meshdns, "--listen", "[::]:53", "--region", "iad",
-		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn")
+	h.args = []string{"--listen", "[::]:53", "--region", "iad",
+		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn"}
+	h.start()
+	return h
+}
+
+// start starts meshdns and returns once meshctl can write the registry.
+func (h *meshHost) start() {
+	t := h.t
+	t.Helper()
+	d := startDaemon(t, h.ns, h.bins.Meshdns, h.args...)
+	h.d = d
 	err := poll(startupTimeout, func() error {
 		if err := d.running(); err != nil {
 			return err
@@ -48,7 +61,6 @@ func startHost(t *testing.T, addrs ...string) *meshHost {
 	if err != nil {
 		t.Fatalf("meshdns's etcd did not come up: %v", err)
 	}
-	return h
 }
 
 func (h *meshHost) tryMeshctl(stdin string, args ...string) (string, error) {
