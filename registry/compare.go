@@ -13,9 +13,10 @@ import (
 // out what each key would serve under the same rules as state and compares
 // it with what the snapshot serves, so a reconcile of a registry of a
 // million machines holds a page and a few bytes per app, not a second
-// registry. Its result equals DiffSnapshots(snapshot, what etcd would
-// serve), except that timestamps compare by instant and an empty metadata
-// map equals none.
+// registry. Its result equals DiffSnapshots(snapshot, what a full load of
+// etcd replacing the snapshot would serve) — org claims dated by the same
+// dateClaim, the snapshot's claims as the previous ones — except that
+// timestamps compare by instant and an empty metadata map equals none.
 //
 // Use: org for every orgs/ key, then orgsDone, then add for every key in
 // key order (orgs/ keys are skipped), then finish.
