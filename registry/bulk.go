@@ -21,20 +21,46 @@ type Item any
 const maxTxnOps = 128
 
 // PutAll validates every item, all of them before anything is written, and
-// writes them in transactions of up to 128 puts, several at a time. Orgs in
-// the batch count for the network checks of the machines and peers in it.
-// Orgs are written first, so a watching server does not see machines wait
-// for their org. It returns how many items were written; on error some
-// transactions may already have been committed (each one is atomic).
+// writes them in transactions of up to 128 puts. Orgs in the batch count for
+// the network checks of the machines and peers in it. Orgs are written
+// first, so a watching server does not see machines wait for their org. It
+// returns how many items were written; on error some transactions may
+// already have been committed (each one is atomic).
+//
+// The checks that involve other keys are guarded like the single writes:
+// the org transactions fail if any org changed since the orgs were read
+// (so no org can come to name a network the batch gives another), and so do
+// those of an org moving to a new network if a member of it changed since
+// its members were checked; every other transaction fails if the org of one
+// of its items changed since it was read or written by the batch.
 func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (int, error) {
-	networks, err := w.networks(ctx)
+	resp, err := w.cli.Get(ctx, w.prefix+"orgs/", clientv3.WithPrefix())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list orgs/: %w", err)
+	}
+	readRev := resp.Header.Revision
+	networks := map[string]netip.Prefix{}
+	// orgRev is the mod revision each org key must still have when an item
+	// of the org is written (0: the key must not exist).
+	orgRev := map[string]int64{}
+	for _, kv := range resp.Kvs {
+		k, err := ParseKey(w.prefix, string(kv.Key))
+		if err != nil || k.Kind != KindOrg {
+			continue
+		}
+		orgRev[k.Name] = kv.ModRevision
+		if v, err := Decode(k, kv.Value); err == nil {
+			networks[k.Name] = v.(*OrgValue).Network
+		}
 	}
 	existing := maps.Clone(networks)
-	held := map[netip.Prefix]string{}
+	// named lists the orgs naming each network, in etcd and in the batch.
+	named := map[netip.Prefix]map[string]bool{}
 	for name, n := range networks {
-		held[n] = name
+		if named[n] == nil {
+			named[n] = map[string]bool{}
+		}
+		named[n][name] = true
 	}
 	for i, it := range items {
 		o, ok := it.(*OrgValue)
@@ -44,14 +70,28 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 		if err := o.Validate(); err != nil {
 			return 0, fmt.Errorf("item %d: %w", i+1, err)
 		}
-		if other, ok := held[o.Network]; ok && other != o.Name {
-			return 0, fmt.Errorf("item %d: org %s: network %s already belongs to org %s", i+1, o.Name, o.Network, other)
+		// Naming a network another org names is refused, unless the org
+		// named it already (rewriting it keeps the org's claim, see
+		// dateClaim).
+		if existing[o.Name] != o.Network {
+			for other := range named[o.Network] {
+				if other != o.Name {
+					return 0, fmt.Errorf("item %d: org %s: network %s already belongs to org %s", i+1, o.Name, o.Network, other)
+				}
+			}
 		}
-		held[o.Network] = o.Name
+		if old, ok := networks[o.Name]; ok && old != o.Network && existing[o.Name] != old {
+			delete(named[old], o.Name) // given twice in the batch: the last wins
+		}
+		if named[o.Network] == nil {
+			named[o.Network] = map[string]bool{}
+		}
+		named[o.Network][o.Name] = true
 		networks[o.Name] = o.Network
 	}
 
 	var orgPuts, otherPuts []clientv3.Op
+	var orgOf []string // the org of each of otherPuts ("" for none)
 	putOpts := leaseOpts(opts)
 	now := w.now().UTC()
 	// A key given twice is written once, with its last value: etcd refuses
@@ -83,49 +123,104 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 		default:
 			at[w.key(k)] = slot{false, len(otherPuts)}
 			otherPuts = append(otherPuts, op)
+			orgOf = append(orgOf, k.Org)
 		}
 	}
 	// An org that changes network must not leave addresses outside it,
-	// except those this batch rewrites (checked above).
+	// except those this batch rewrites (checked above); its members are
+	// read at readRev and guarded from then on.
 	written := make(map[string]bool, len(at))
 	for key := range at {
 		written[key] = true
 	}
+	moving := map[string]bool{}
 	for i, it := range items {
 		o, ok := it.(*OrgValue)
-		if !ok || !existing[o.Name].IsValid() || existing[o.Name] == networks[o.Name] {
+		if !ok || !existing[o.Name].IsValid() || existing[o.Name] == networks[o.Name] || moving[o.Name] {
 			continue
 		}
-		if err := w.checkMembers(ctx, o.Name, networks[o.Name], 0, written); err != nil {
+		if err := w.checkMembers(ctx, o.Name, networks[o.Name], readRev, written); err != nil {
 			return 0, fmt.Errorf("item %d: %w", i+1, err)
 		}
+		moving[o.Name] = true
 	}
-	if err := w.commitBatches(ctx, orgPuts); err != nil {
+	if w.beforeCommit != nil {
+		w.beforeCommit()
+	}
+	if err := w.commitOrgs(ctx, orgPuts, readRev, moving, orgRev); err != nil {
 		return 0, err
 	}
-	if err := w.commitBatches(ctx, otherPuts); err != nil {
+	if err := w.commitMembers(ctx, otherPuts, orgOf, orgRev); err != nil {
 		return len(orgPuts), err
 	}
 	return len(orgPuts) + len(otherPuts), nil
 }
 
-// networks reads every org's network from etcd.
-func (w *Writer) networks(ctx context.Context) (map[string]netip.Prefix, error) {
-	existing, err := w.list(ctx, "orgs/")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]netip.Prefix{}
-	for _, ev := range existing {
-		k, err := ParseKey(w.prefix, ev.Key)
+// commitOrgs writes the org puts one transaction after another, each
+// guarded by no org having changed since the last (the first: since
+// readRev), and those moving an org by its members being unchanged since
+// readRev. It records the revision each org was written at in orgRev.
+func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int64, moving map[string]bool, orgRev map[string]int64) error {
+	last := readRev
+	// Up to 3 guards per org (its member directories) and one for orgs/:
+	// within etcd's limit of 128 compares too.
+	const perTxn = (maxTxnOps - 1) / 3
+	for start := 0; start < len(ops); start += perTxn {
+		batch := ops[start:min(start+perTxn, len(ops))]
+		guard := []clientv3.Cmp{w.unchangedSince("orgs/", last)}
+		for _, op := range batch {
+			k, _ := ParseKey(w.prefix, string(op.KeyBytes()))
+			if moving[k.Name] {
+				for _, dir := range memberDirs(k.Name) {
+					guard = append(guard, w.unchangedSince(dir, readRev))
+				}
+			}
+		}
+		txn, err := w.cli.Txn(ctx).If(guard...).Then(batch...).Commit()
 		if err != nil {
-			continue
+			return fmt.Errorf("write batch starting at %s: %w", batch[0].KeyBytes(), err)
 		}
-		if v, err := Decode(k, ev.Value); err == nil {
-			out[k.Name] = v.(*OrgValue).Network
+		if !txn.Succeeded {
+			return fmt.Errorf("write batch starting at %s: orgs (or members of an org changing network) changed while writing; try again", batch[0].KeyBytes())
+		}
+		last = txn.Header.Revision
+		for _, op := range batch {
+			k, _ := ParseKey(w.prefix, string(op.KeyBytes()))
+			orgRev[k.Name] = last
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// commitMembers writes ops (apps, machines, peers, gateways, regions) in
+// transactions of at most maxTxnOps, four at a time, each guarded by the
+// orgs of its items (orgOf) being as they were checked (orgRev).
+func (w *Writer) commitMembers(ctx context.Context, ops []clientv3.Op, orgOf []string, orgRev map[string]int64) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for start := 0; start < len(ops); start += maxTxnOps {
+		end := min(start+maxTxnOps, len(ops))
+		batch := ops[start:end]
+		var guard []clientv3.Cmp
+		seen := map[string]bool{}
+		for _, org := range orgOf[start:end] {
+			if org != "" && !seen[org] {
+				seen[org] = true
+				guard = append(guard, clientv3.Compare(clientv3.ModRevision(w.key(OrgKey(org))), "=", orgRev[org]))
+			}
+		}
+		g.Go(func() error {
+			txn, err := w.cli.Txn(gctx).If(guard...).Then(batch...).Commit()
+			if err != nil {
+				return fmt.Errorf("write batch starting at %s: %w", batch[0].KeyBytes(), err)
+			}
+			if !txn.Succeeded {
+				return fmt.Errorf("write batch starting at %s: an org of the batch changed while writing; try again", batch[0].KeyBytes())
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // validateItem checks one item, stamps it and returns its key.
@@ -181,22 +276,6 @@ func validateItem(it Item, networks map[string]netip.Prefix, now time.Time) (Key
 		return RegionKey(v.Code), v.Validate()
 	}
 	return Key{}, fmt.Errorf("unsupported item type %T", it)
-}
-
-// commitBatches writes ops in transactions of at most maxTxnOps, four at a time.
-func (w *Writer) commitBatches(ctx context.Context, ops []clientv3.Op) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for start := 0; start < len(ops); start += maxTxnOps {
-		batch := ops[start:min(start+maxTxnOps, len(ops))]
-		g.Go(func() error {
-			if _, err := w.cli.Txn(gctx).Then(batch...).Commit(); err != nil {
-				return fmt.Errorf("write batch starting at %s: %w", batch[0].KeyBytes(), err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
 }
 
 func leaseOpts(opts []PutOption) []clientv3.OpOption {

@@ -13,15 +13,19 @@ import (
 // out what each key would serve under the same rules as state and compares
 // it with what the snapshot serves, so a reconcile of a registry of a
 // million machines holds a page and a few bytes per app, not a second
-// registry. Its result equals DiffSnapshots(snapshot, what etcd would
-// serve), except that timestamps compare by instant and an empty metadata
-// map equals none.
+// registry. Its result equals DiffSnapshots(snapshot, what a full load of
+// etcd replacing the snapshot would serve) — org claims dated by the same
+// dateClaim, the snapshot's claims as the previous ones — except that
+// timestamps compare by instant and an empty metadata map equals none.
 //
 // Use: org for every orgs/ key, then orgsDone, then add for every key in
 // key order (orgs/ keys are skipped), then finish.
 type comparer struct {
 	prefix string
 	snap   *Snapshot
+	// getAt reads etcd's history, to date claims as a full load would
+	// (Load.ResolveClaims); nil when there is none to read.
+	getAt func(key string, rev int64) (Event, bool, error)
 
 	orgs   map[string]*cmpOrg // every org etcd serves
 	claims map[netKey][]orgClaim
@@ -40,8 +44,9 @@ type comparer struct {
 }
 
 type cmpOrg struct {
-	value *OrgValue
-	rev   int64
+	value     *OrgValue
+	claim     Claim
+	estimated bool // claim.Rev is only an upper bound
 }
 
 type orgClaim struct {
@@ -76,18 +81,33 @@ func (c *comparer) org(ev Event) {
 		return
 	}
 	o := v.(*OrgValue)
-	c.orgs[k.Name] = &cmpOrg{value: o, rev: ev.CreateRevision}
+	// Dated as a full load replacing the snapshot would date it: the
+	// snapshot's claim holds where the key is the one it saw.
+	var prev *Claim
+	var prevNet netip.Prefix
+	if cl, n, ok := c.snap.claimOf(k.Name); ok {
+		prev, prevNet = &cl, n
+	}
+	cl, estimated := dateClaim(prev, prevNet, ev, o.Network)
+	c.orgs[k.Name] = &cmpOrg{value: o, claim: cl, estimated: estimated}
 	nk := netKeyOf(o.Network.Addr())
-	c.claims[nk] = append(c.claims[nk], orgClaim{k.Name, ev.CreateRevision})
+	c.claims[nk] = append(c.claims[nk], orgClaim{k.Name, cl.Rev})
 }
 
 // orgsDone settles which orgs are served (the oldest claim on a network
 // holds it, as in state.holder) and compares them.
 func (c *comparer) orgsDone() {
 	for _, claims := range c.claims {
+		// A full load dates competing claims it could only bound from
+		// etcd's history: so does the comparer.
+		for i, cl := range claims {
+			if o := c.orgs[cl.org]; len(claims) > 1 && o.estimated && c.getAt != nil {
+				claims[i].rev = walkClaim(c.prefix, cl.org, o.claim, o.value.Network, c.getAt)
+			}
+		}
 		best := claims[0]
 		for _, cl := range claims[1:] {
-			if cl.rev < best.rev || cl.rev == best.rev && cl.org < best.org {
+			if claimsBefore(cl.org, cl.rev, best.org, best.rev) {
 				best = cl
 			}
 		}
@@ -306,8 +326,9 @@ func sameRegion(a, b *Region) bool {
 
 // diffEvents is the comparer run over a list of events (tests, and the
 // shape of Reconcile without etcd): orgs first, then everything in key order.
-func diffEvents(prefix string, snap *Snapshot, evs []Event) []string {
+func diffEvents(prefix string, snap *Snapshot, evs []Event, getAt func(key string, rev int64) (Event, bool, error)) []string {
 	c := newComparer(prefix, snap)
+	c.getAt = getAt
 	sorted := slices.SortedFunc(slices.Values(evs), func(a, b Event) int { return strings.Compare(a.Key, b.Key) })
 	for _, ev := range sorted {
 		if strings.HasPrefix(ev.Key, prefix+"orgs/") {

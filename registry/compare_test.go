@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,11 +78,18 @@ func TestComparerMatchesDiffSnapshots(t *testing.T) {
 	for trial := range 3000 {
 		truth := newFakeEtcd()
 		mutate(truth, 5+rng.IntN(40))
-		other := &fakeEtcd{prefix: truth.prefix, rev: truth.rev, kvs: maps.Clone(truth.kvs)}
+		other := &fakeEtcd{prefix: truth.prefix, rev: truth.rev, kvs: maps.Clone(truth.kvs), history: map[string][]fakeKV{}}
+		for k, h := range truth.history {
+			other.history[k] = slices.Clone(h)
+		}
 		mutate(other, rng.IntN(4))
-		snap := other.reloaded().Snapshot()
-		want := DiffSnapshots(snap, truth.reloaded().Snapshot())
-		got := diffEvents(truth.prefix, snap, truth.contents())
+		// What the reconcile's repair would serve: a full load of etcd
+		// replacing the snapshot (whose claims it keeps where they hold).
+		s := other.reloaded()
+		snap := s.Snapshot()
+		truth.reload(s)
+		want := DiffSnapshots(snap, s.Snapshot())
+		got := diffEvents(truth.prefix, snap, truth.contents(), truth.getAt)
 		if len(want) == 0 && len(got) == 0 {
 			continue
 		}

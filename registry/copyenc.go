@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -77,7 +78,15 @@ func appendOrgLine(b []byte, o *Org) []byte {
 	b = appendPath(b, "orgs", o.Name)
 	b = append(b, `,{"network":"`...)
 	b = o.Network.AppendTo(b)
-	return append(b, "\"}]\n"...)
+	b = append(b, `"},{"rev":`...)
+	b = strconv.AppendInt(b, o.Claim.Rev, 10)
+	b = append(b, `,"create_revision":`...)
+	b = strconv.AppendInt(b, o.Claim.CreateRevision, 10)
+	b = append(b, `,"mod_revision":`...)
+	b = strconv.AppendInt(b, o.Claim.ModRevision, 10)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, o.Claim.Version, 10)
+	return append(b, "}]\n"...)
 }
 
 func appendAppLine(b []byte, a *App) []byte {

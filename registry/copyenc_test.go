@@ -25,6 +25,17 @@ func oldCopyLine(t *testing.T, k Key, v any) []byte {
 	return b.Bytes()
 }
 
+// orgCopyLine is an org's entry as encoding/json writes it: path, value
+// and the claim.
+func orgCopyLine(t *testing.T, o *Org) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode([]any{OrgKey(o.Name).Path(), OrgValue{Network: o.Network}, o.Claim}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
 // lineOrError is what an append function gave, "error" for an error.
 func lineOrError(b []byte, err error) []byte {
 	if err != nil {
@@ -76,8 +87,9 @@ func TestCopyLinesMatchEncodingJSON(t *testing.T) {
 		if want := oldCopyLine(t, PeerKey("acme", "laptop"), p); !bytes.Equal(got, want) {
 			t.Fatalf("peer %+v:\n got %s\nwant %s", p, got, want)
 		}
-		o := &Org{Name: "acme", Network: netip.PrefixFrom(ip, 48).Masked()}
-		if got, want := appendOrgLine(nil, o), oldCopyLine(t, OrgKey(o.Name), OrgValue{Network: o.Network}); !bytes.Equal(got, want) {
+		o := &Org{Name: "acme", Network: netip.PrefixFrom(ip, 48).Masked(),
+			Claim: Claim{Rev: rng.Int64(), CreateRevision: rng.Int64(), ModRevision: rng.Int64N(1000), Version: rng.Int64N(3)}}
+		if got, want := appendOrgLine(nil, o), orgCopyLine(t, o); !bytes.Equal(got, want) {
 			t.Fatalf("org:\n got %s\nwant %s", got, want)
 		}
 		a := &App{Org: "acme", Name: "web"}

@@ -92,12 +92,24 @@ func etcdContents(t testing.TB, cli *clientv3.Client) *Store {
 		t.Fatal(err)
 	}
 	s := NewStore(DefaultPrefix)
-	evs := make([]Event, 0, len(resp.Kvs))
+	l := s.BeginLoad()
 	for _, kv := range resp.Kvs {
-		evs = append(evs, Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision})
+		l.Add(eventOf(kv))
 	}
-	s.Replace(resp.Header.Revision, evs)
+	l.ResolveClaims(etcdGetAt(ctx, cli))
+	l.Commit(resp.Header.Revision)
 	return s
+}
+
+// etcdGetAt reads a key at a past revision, for Load.ResolveClaims.
+func etcdGetAt(ctx context.Context, cli *clientv3.Client) func(string, int64) (Event, bool, error) {
+	return func(key string, rev int64) (Event, bool, error) {
+		resp, err := cli.Get(ctx, key, clientv3.WithRev(rev))
+		if err != nil || len(resp.Kvs) == 0 {
+			return Event{}, false, err
+		}
+		return eventOf(resp.Kvs[0]), true, nil
+	}
 }
 
 // waitMatchesEtcd waits until s has caught up with etcd's current revision

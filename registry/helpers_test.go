@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -193,14 +194,22 @@ type fakeEtcd struct {
 	prefix string
 	rev    int64
 	kvs    map[string]fakeKV
+	// history holds every version each key had, oldest first (a delete
+	// as a version with deleted set), for reads at past revisions.
+	history map[string][]fakeKV
+	// compacted is the revision below which history is gone.
+	compacted int64
 }
 
 type fakeKV struct {
-	value          string
-	create, modRev int64
+	value                   string
+	create, modRev, version int64
+	deleted                 bool
 }
 
-func newFakeEtcd() *fakeEtcd { return &fakeEtcd{prefix: DefaultPrefix, kvs: map[string]fakeKV{}} }
+func newFakeEtcd() *fakeEtcd {
+	return &fakeEtcd{prefix: DefaultPrefix, kvs: map[string]fakeKV{}, history: map[string][]fakeKV{}}
+}
 
 // load puts ParseText lines, one revision each, and returns them as the
 // events of a full load (what Store.Replace takes).
@@ -251,8 +260,32 @@ func (f *fakeEtcd) put(key, value string) Event {
 		kv.create = f.rev
 	}
 	kv.value, kv.modRev = value, f.rev
+	kv.version++
 	f.kvs[key] = kv
-	return Event{Key: key, Value: []byte(value), CreateRevision: kv.create, ModRevision: kv.modRev}
+	f.history[key] = append(f.history[key], kv)
+	return kv.event(key)
+}
+
+func (kv fakeKV) event(key string) Event {
+	return Event{Key: key, Value: []byte(kv.value), CreateRevision: kv.create, ModRevision: kv.modRev, Version: kv.version}
+}
+
+// getAt reads key as it was at revision rev, as etcd's Get WithRev does;
+// history below f.compacted is gone.
+func (f *fakeEtcd) getAt(key string, rev int64) (Event, bool, error) {
+	if rev < f.compacted {
+		return Event{}, false, errors.New("fakeEtcd: required revision has been compacted")
+	}
+	var at *fakeKV
+	for i, kv := range f.history[key] {
+		if kv.modRev <= rev {
+			at = &f.history[key][i]
+		}
+	}
+	if at == nil || at.deleted {
+		return Event{}, false, nil
+	}
+	return at.event(key), true, nil
 }
 
 func (f *fakeEtcd) del(key string) (Event, bool) {
@@ -261,6 +294,7 @@ func (f *fakeEtcd) del(key string) (Event, bool) {
 	}
 	f.rev++
 	delete(f.kvs, key)
+	f.history[key] = append(f.history[key], fakeKV{modRev: f.rev, deleted: true})
 	return Event{Key: key, Delete: true, ModRevision: f.rev}, true
 }
 
@@ -269,16 +303,27 @@ func (f *fakeEtcd) contents() []Event {
 	evs := make([]Event, 0, len(f.kvs))
 	for _, k := range sortedKeys(f.kvs) {
 		kv := f.kvs[k]
-		evs = append(evs, Event{Key: k, Value: []byte(kv.value), CreateRevision: kv.create, ModRevision: kv.modRev})
+		evs = append(evs, kv.event(k))
 	}
 	return evs
 }
 
-// reloaded is a fresh Store loaded with f's contents.
+// reloaded is a fresh Store loaded with f's contents, as the Syncer loads
+// it: claims it can only bound are dated from f's history.
 func (f *fakeEtcd) reloaded() *Store {
 	s := NewStore(f.prefix)
-	s.Replace(f.rev, f.contents())
+	f.reload(s)
 	return s
+}
+
+// reload is a full load of f's contents into s.
+func (f *fakeEtcd) reload(s *Store) {
+	l := s.BeginLoad()
+	for _, ev := range f.contents() {
+		l.Add(ev)
+	}
+	l.ResolveClaims(f.getAt)
+	l.Commit(f.rev)
 }
 
 // invalidText renders Store.Invalid as "key: reason" lines, keys below the prefix.

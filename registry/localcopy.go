@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 )
@@ -177,6 +178,15 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 		return 0, fmt.Errorf("local copy %s was made for prefix %q, not %q", path, h.Prefix, prefix)
 	}
 	l := s.BeginLoad()
+	type copyClaim struct {
+		Claim
+		network netip.Prefix
+	}
+	claims := map[string]copyClaim{}
+	l.st.prevClaim = func(org string) (Claim, netip.Prefix, bool) {
+		c, ok := claims[org]
+		return c.Claim, c.network, ok
+	}
 	n := 0
 	for {
 		var raw json.RawMessage
@@ -190,15 +200,32 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 			}
 			break
 		}
-		var entry [2]json.RawMessage
+		// [path, value], and for an org [path, value, claim]. Copies
+		// written before claims were kept have no claim: their orgs date
+		// from revision 0, as the copy's holders of their networks.
+		var entry []json.RawMessage
 		var key string
-		if err := json.Unmarshal(raw, &entry); err != nil || json.Unmarshal(entry[0], &key) != nil {
+		if err := json.Unmarshal(raw, &entry); err != nil || len(entry) < 2 || len(entry) > 3 || json.Unmarshal(entry[0], &key) != nil {
 			return 0, fmt.Errorf("local copy %s: entry %d is malformed", path, n+1)
 		}
-		if _, err := ParseKey(prefix, prefix+key); err != nil {
+		k, err := ParseKey(prefix, prefix+key)
+		if err != nil {
 			return 0, fmt.Errorf("local copy %s: entry %d: %w", path, n+1, err)
 		}
-		l.Add(Event{Key: prefix + key, Value: entry[1]})
+		ev := Event{Key: prefix + key, Value: entry[1]}
+		if len(entry) == 3 {
+			var c Claim
+			if k.Kind != KindOrg || json.Unmarshal(entry[2], &c) != nil {
+				return 0, fmt.Errorf("local copy %s: entry %d is malformed", path, n+1)
+			}
+			// The key as it was when the copy was made, and its claim
+			// then: dateClaim keeps it.
+			ev.CreateRevision, ev.ModRevision, ev.Version = c.CreateRevision, c.ModRevision, c.Version
+			if v, err := Decode(k, entry[1]); err == nil {
+				claims[k.Name] = copyClaim{c, v.(*OrgValue).Network}
+			}
+		}
+		l.Add(ev)
 		n++
 	}
 	if _, err := dec.Token(); err != io.EOF {

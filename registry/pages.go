@@ -79,5 +79,18 @@ func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn fun
 }
 
 func eventOf(kv *mvccpb.KeyValue) Event {
-	return Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision}
+	return Event{Key: string(kv.Key), Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+}
+
+// getAt reads one key as it was at revision rev, for Load.ResolveClaims.
+func (s *Syncer) getAt(ctx context.Context) func(key string, rev int64) (Event, bool, error) {
+	return func(key string, rev int64) (Event, bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		resp, err := s.cfg.Client.Get(rctx, key, clientv3.WithRev(rev))
+		if err != nil || len(resp.Kvs) == 0 {
+			return Event{}, false, err
+		}
+		return eventOf(resp.Kvs[0]), true, nil
+	}
 }

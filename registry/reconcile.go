@@ -59,6 +59,7 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("no confirmed snapshot yet")
 	}
 	c := newComparer(s.cfg.Prefix, snap)
+	c.getAt = s.getAt(ctx)
 	// Orgs first: whether an org is served decides about every key under
 	// it, and orgs/ sorts after apps/ and machines/. Both reads are at the
 	// snapshot's revision, so they see one state of etcd. A compacted

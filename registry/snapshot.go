@@ -63,6 +63,15 @@ func (s *Snapshot) Org(name string) *Org {
 	return o
 }
 
+// claimOf is the claim of a served org, for dating claims at the next
+// full load.
+func (s *Snapshot) claimOf(name string) (Claim, netip.Prefix, bool) {
+	if o := s.Org(name); o != nil {
+		return o.Claim, o.Network, true
+	}
+	return Claim{}, netip.Prefix{}, false
+}
+
 // OrgOf returns the org whose network holds a, or nil.
 func (s *Snapshot) OrgOf(a netip.Addr) *Org {
 	if !a.Is6() || a.Is4In6() {
@@ -94,6 +103,8 @@ func (s *Snapshot) Gateway(region string) *Gateway { return s.gateways[region] }
 type Org struct {
 	Name    string
 	Network netip.Prefix
+	// Claim dates the org's hold on Network (see dateClaim).
+	Claim Claim
 	// Serial grows whenever anything in this org changes; it becomes the
 	// zone's SOA serial for askers of this org and says nothing about others.
 	Serial uint32

@@ -604,20 +604,16 @@ func TestStoreNetworkClaims(t *testing.T) {
 				org evil fdaa:0:21::/48`,
 			invalid: `machines/evil/x/0e1: outside the org's network fdaa:0:21::/48`,
 		}, {
-			// evil was created before acme was created again, so its claim
-			// is the older one.
-			name:   "the older org moves back: it takes the network back",
+			// evil's key is older than acme's (created again), but evil
+			// named this network again only now: acme's claim is older.
+			name:   "an org moves onto a held network: refused, whatever its key's age",
 			events: `put orgs/evil {"network":"fdaa:0:18::/48"}`,
-			want: `
-				org evil fdaa:0:18::/48
-				app evil/x
-				machine evil/x/0e1 ams started fdaa:0:18:a7b:5::2
-				owners evil fdaa:0:18:a7b:5::2=x/0e1`,
+			want:   acme,
 			invalid: `
-				orgs/acme: already belongs to org evil
-				machines/acme/web/0a1: org acme`,
+				orgs/evil: network fdaa:0:18::/48 already belongs to org acme
+				machines/evil/x/0e1: org evil is not registered or not served`,
 		}, {
-			name:   "the holder's value turns invalid: its claim is dropped",
+			name:   "a claimant's value turns invalid: its claim is dropped",
 			events: `put orgs/evil {"network":"fdaa:0:18::/47"}`,
 			want:   acme,
 			invalid: `
@@ -632,16 +628,21 @@ func TestStoreNetworkClaims(t *testing.T) {
 				orgs/late: already belongs to org acme
 				machines/evil/x/0e1: org evil`,
 		}, {
-			name:   "the holder changes: the reasons follow it",
+			name:   "a claim dropped and made again is new",
 			events: `put orgs/evil {"network":"fdaa:0:18::/48"}`,
-			want: `
-				org evil fdaa:0:18::/48
-				app evil/x
-				machine evil/x/0e1 ams started fdaa:0:18:a7b:5::2
-				owners evil fdaa:0:18:a7b:5::2=x/0e1`,
+			want:   acme,
 			invalid: `
-				orgs/acme: already belongs to org evil
-				orgs/late: already belongs to org evil
+				orgs/evil: already belongs to org acme
+				orgs/late: already belongs to org acme
+				machines/evil/x/0e1: org evil`,
+		}, {
+			name:   "the holder goes: the next oldest claim takes over, and the reasons follow it",
+			events: `del orgs/acme`,
+			want: `
+				org late fdaa:0:18::/48`,
+			invalid: `
+				orgs/evil: already belongs to org late
+				machines/evil/x/0e1: org evil
 				machines/acme/web/0a1: org acme`,
 		}},
 	})
@@ -1299,6 +1300,41 @@ func TestStoreRandomMatchesReload(t *testing.T) {
 		}
 		if a, b := invalidText(s), invalidText(r); a != b {
 			t.Fatalf("batch %d (%q): invalid keys, incremental:\n%s\nfull load:\n%s", batch, lines, a, b)
+		}
+		// A full load replacing this snapshot agrees with it even when
+		// etcd's history is gone (it keeps the snapshot's claims), and the
+		// reconcile, which dates claims the same way, finds no drift.
+		r2 := NewStore(DefaultPrefix)
+		r2.snap.Store(s.Snapshot())
+		l := r2.BeginLoad()
+		for _, ev := range f.contents() {
+			l.Add(ev)
+		}
+		l.Commit(f.rev)
+		if want := dump(t, r2.Snapshot()); got != want {
+			t.Fatalf("batch %d (%q): incremental:\n%s\nfull load replacing it, no history:\n%s", batch, lines, got, want)
+		}
+		if a, b := invalidText(s), invalidText(r2); a != b {
+			t.Fatalf("batch %d (%q): invalid keys, incremental:\n%s\nfull load replacing it, no history:\n%s", batch, lines, a, b)
+		}
+		// A full load replacing an older snapshot (a server that missed
+		// events: a compacted watch) agrees too, with etcd's history.
+		if len(kept) > 0 {
+			r3 := NewStore(DefaultPrefix)
+			r3.snap.Store(kept[len(kept)-1].snap)
+			f.reload(r3)
+			if want := dump(t, r3.Snapshot()); got != want {
+				t.Fatalf("batch %d (%q): incremental:\n%s\nfull load replacing an older snapshot:\n%s", batch, lines, got, want)
+			}
+			if a, b := invalidText(s), invalidText(r3); a != b {
+				t.Fatalf("batch %d (%q): invalid keys, incremental:\n%s\nfull load replacing an older snapshot:\n%s", batch, lines, a, b)
+			}
+		}
+		if diff := diffEvents(DefaultPrefix, s.Snapshot(), f.contents(), nil); len(diff) != 0 {
+			t.Fatalf("batch %d (%q): reconcile without history finds drift %v", batch, lines, diff)
+		}
+		if diff := diffEvents(DefaultPrefix, s.Snapshot(), f.contents(), f.getAt); len(diff) != 0 {
+			t.Fatalf("batch %d (%q): reconcile finds drift %v", batch, lines, diff)
 		}
 		if batch%100 == 0 {
 			kept = append(kept, seen{s.Snapshot(), got})

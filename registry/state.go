@@ -15,6 +15,9 @@ type Event struct {
 	Delete         bool
 	CreateRevision int64
 	ModRevision    int64
+	// Version is the key's version (1 when it was created, +1 per write);
+	// 0 when not known. Org claims need it (see dateClaim).
+	Version int64
 }
 
 // state is the mutable, writer-side model of the registry: what every key
@@ -25,9 +28,15 @@ type state struct {
 	orgs     map[string]*orgState
 	regions  map[string]*Region
 	gateways map[string]*Gateway
-	// claims maps each /48 to the orgs whose value names it, with their
-	// create revisions: the oldest claim wins, later ones are rejected.
+	// claims maps each /48 to the orgs whose value names it, with the
+	// revisions of their claims (Claim.Rev): the oldest claim wins, later
+	// ones are rejected.
 	claims map[netKey]map[string]int64
+	// During a full load: the claims of the snapshot being replaced
+	// (prevClaim, nil when none), and the orgs whose claim is only an
+	// upper bound (estimated), for Load.ResolveClaims.
+	prevClaim func(org string) (Claim, netip.Prefix, bool)
+	estimated map[string]bool
 	// invalid maps an etcd key to why its value is not served.
 	invalid map[string]string
 
@@ -41,10 +50,10 @@ type state struct {
 }
 
 type orgState struct {
-	value     *OrgValue
-	createRev int64
-	apps      map[string]*appState
-	peers     map[string]*Peer
+	value *OrgValue
+	claim Claim // dates its hold on value.Network
+	apps  map[string]*appState
+	peers map[string]*Peer
 }
 
 type appState struct {
@@ -131,16 +140,33 @@ func (st *state) apply(ev Event) {
 	switch k.Kind {
 	case KindOrg:
 		o := st.org(k.Name)
+		// The claim known before this value: the previous version's (the
+		// watch), or the replaced snapshot's (a full load).
+		var prev *Claim
+		var prevNet netip.Prefix
+		if o.value != nil {
+			c := o.claim
+			prev, prevNet = &c, o.value.Network
+		} else if st.prevClaim != nil {
+			if c, n, ok := st.prevClaim(k.Name); ok {
+				prev, prevNet = &c, n
+			}
+		}
 		st.unclaim(k.Name, o)
 		o.value, _ = v.(*OrgValue)
+		delete(st.estimated, k.Name)
 		if o.value != nil {
-			o.createRev = ev.CreateRevision
+			c, estimated := dateClaim(prev, prevNet, ev, o.value.Network)
+			o.claim = c
+			if estimated && st.estimated != nil {
+				st.estimated[k.Name] = true
+			}
 			nk := netKeyOf(o.value.Network.Addr())
 			before := st.holder(nk)
 			if st.claims[nk] == nil {
 				st.claims[nk] = map[string]int64{}
 			}
-			st.claims[nk][k.Name] = ev.CreateRevision
+			st.claims[nk][k.Name] = c.Rev
 			st.markClaimants(nk, before)
 		}
 		st.markOrg(k.Name).all = true
@@ -239,7 +265,7 @@ func (st *state) markClaimants(nk netKey, before string) {
 func (st *state) holder(nk netKey) string {
 	best, bestRev := "", int64(0)
 	for name, rev := range st.claims[nk] {
-		if best == "" || rev < bestRev || rev == bestRev && name < best {
+		if best == "" || claimsBefore(name, rev, best, bestRev) {
 			best, bestRev = name, rev
 		}
 	}
@@ -318,7 +344,7 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 		prev = nil // every address moves: start from scratch
 	}
 	*gen++
-	o := &Org{Name: name, Network: network, Gen: *gen, Serial: uint32(now.Unix())}
+	o := &Org{Name: name, Network: network, Claim: os.claim, Gen: *gen, Serial: uint32(now.Unix())}
 	if was != nil && was.Serial >= o.Serial {
 		o.Serial = was.Serial + 1
 	}

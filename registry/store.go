@@ -75,10 +75,42 @@ type Load struct {
 }
 
 // BeginLoad starts a full load. Only one feeder may use the store at a time.
-func (s *Store) BeginLoad() *Load { return &Load{s: s, st: newState(s.st.prefix)} }
+// Org claims are dated from the snapshot being replaced where the keys show
+// that still holds (see dateClaim).
+func (s *Store) BeginLoad() *Load {
+	st := newState(s.st.prefix)
+	st.estimated = map[string]bool{}
+	if prev := s.snap.Load(); prev != nil {
+		st.prevClaim = prev.claimOf
+	}
+	return &Load{s: s, st: st}
+}
 
 // Add records one key of the load.
 func (l *Load) Add(ev Event) { l.st.apply(ev) }
+
+// ResolveClaims dates exactly, from etcd's history, the claims that the
+// load could only bound from above and that compete with another org's
+// claim on the same network: getAt reads a key as it was at a revision
+// (found false when it did not exist then). Claims on networks only one org
+// names are left alone: nothing competes with them, and any later claim is
+// later than the load. Call it after the last Add, before Commit.
+func (l *Load) ResolveClaims(getAt func(key string, rev int64) (ev Event, found bool, err error)) {
+	st := l.st
+	for name := range st.estimated {
+		o := st.orgs[name]
+		if o == nil || o.value == nil {
+			continue
+		}
+		nk := netKeyOf(o.value.Network.Addr())
+		if len(st.claims[nk]) < 2 {
+			continue
+		}
+		o.claim.Rev = walkClaim(st.prefix, name, o.claim, o.value.Network, getAt)
+		st.claims[nk][name] = o.claim.Rev
+	}
+	clear(st.estimated)
+}
 
 // Commit publishes the loaded registry as the snapshot at revision rev.
 func (l *Load) Commit(rev int64) { l.commit(rev, false) }
@@ -104,6 +136,7 @@ func (l *Load) commit(rev int64, stale bool) {
 	}
 	next.dataVersion++
 	st.serialFloor = nil
+	st.prevClaim, st.estimated = nil, nil // the watch dates claims itself
 	s.st = st
 	s.logInvalid()
 	old := s.snap.Swap(next)

@@ -258,6 +258,7 @@ func (s *Syncer) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.ResolveClaims(s.getAt(ctx))
 	l.Commit(rev)
 	s.loads.Add(1)
 	// The replaced snapshot and the pages read are garbage now: hand the

@@ -31,7 +31,7 @@ func ParseText(prefix, text string) ([]Event, error) {
 			return nil, fmt.Errorf("line %d: want \"<key> <json>\", got %q", line, s)
 		}
 		rev := int64(len(evs) + 1)
-		evs = append(evs, Event{Key: prefix + key, Value: []byte(strings.TrimSpace(val)), CreateRevision: rev, ModRevision: rev})
+		evs = append(evs, Event{Key: prefix + key, Value: []byte(strings.TrimSpace(val)), CreateRevision: rev, ModRevision: rev, Version: 1})
 	}
 	return evs, sc.Err()
 }

@@ -11,6 +11,7 @@ import (
 
 func TestMain(m *testing.M) {
 	runHelperIfAsked() // a WireGuard endpoint re-executed in a namespace
+	runRawIfAsked()    // a raw etcd write or HTTP read in a namespace
 	harness.Main(m)
 }
 
@@ -25,6 +26,8 @@ type meshHost struct {
 	t    *testing.T
 	ns   string
 	bins harness.Binaries
+	d    *daemon  // the running meshdns
+	args []string // its arguments, for restart
 }
 
 // startHost makes the host namespace, puts addrs (fdaa::3, the orgs'
@@ -42,8 +45,18 @@ func startHostArgs(t *testing.T, args []string, addrs ...string) *meshHost {
 	for _, a := range addrs {
 		ip(t, h.ns, "-6", "addr", "add", a+"/128", "dev", "lo")
 	}
-	d := startDaemon(t, h.ns, h.bins.Meshdns, append([]string{"--listen", "[::]:53", "--region", "iad",
-		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn"}, args...)...)
+	h.args = append([]string{"--listen", "[::]:53", "--region", "iad",
+		"--data-dir", filepath.Join(t.TempDir(), "data"), "--log-level", "warn"}, args...)
+	h.start()
+	return h
+}
+
+// start starts meshdns and returns once meshctl can write the registry.
+func (h *meshHost) start() {
+	t := h.t
+	t.Helper()
+	d := startDaemon(t, h.ns, h.bins.Meshdns, h.args...)
+	h.d = d
 	err := poll(startupTimeout, func() error {
 		if err := d.running(); err != nil {
 			return err
@@ -54,7 +67,6 @@ func startHostArgs(t *testing.T, args []string, addrs ...string) *meshHost {
 	if err != nil {
 		t.Fatalf("meshdns's etcd did not come up: %v", err)
 	}
-	return h
 }
 
 func (h *meshHost) tryMeshctl(stdin string, args ...string) (string, error) {
