@@ -56,6 +56,8 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Int("forward_cache_size", o.forwardCacheSize),
 		zap.Int("rate_limit", o.rateLimit),
 		zap.Int("error_rate_limit", o.errorRateLimit),
+		zap.Int("rate_limit_slip", o.rateLimitSlip),
+		zap.String("answer_cache_size", o.answerCacheSize),
 		zap.Int("max_tcp_conns", o.maxTCPConns),
 		zap.Int("query_log_sample", o.queryLogSample),
 		zap.Duration("reconcile_interval", o.reconcileInterval),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -54,6 +55,9 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 		Observer:       r.obs,
 		Log:            r.log.Named("dns"),
 	}
+	// 0 means "off" on the command line, "the default" in the Config.
+	cfg.RateLimitSlip = cmp.Or(o.rateLimitSlip, -1)
+	cfg.AnswerCacheBytes = cmp.Or(o.answerCacheBytes, -1)
 	// Only a non-nil *Forwarder goes into the interface: a typed nil
 	// would not compare equal to nil and the server would call it.
 	if r.fwd != nil {
