@@ -172,6 +172,22 @@ func TestCookies(t *testing.T) {
 	}
 }
 
+// TestCachedCookieAllocatesNothing: answering a query with a cookie from
+// the cache, its server cookie checked and ours written in, allocates
+// nothing.
+func TestCachedCookieAllocatesNothing(t *testing.T) {
+	s := newTestServer(t, testRegistry(0), "")
+	w := s.newWorker()
+	r, _ := exchange(t, s, cookieQuery("web.internal.", "0102030405060708"), acmeSrc, UDP)
+	for _, c := range []string{"0102030405060708", replyCookie(t, r)} {
+		raw := pack(t, cookieQuery("web.internal.", c))
+		w.handle(raw, acmeSrc, netip.Addr{})
+		if n := testing.AllocsPerRun(100, func() { w.handle(raw, acmeSrc, netip.Addr{}) }); n != 0 {
+			t.Fatalf("cached path with cookie %s allocates %.1f times per query", c, n)
+		}
+	}
+}
+
 // TestCookieVerifiedSourcesCountedApart: spoofed queries in a prefix's
 // name drain its rate limit, but a client there that sends our server
 // cookie is counted in a bucket of its own and still answered.

@@ -43,8 +43,8 @@ type Query struct {
 // response (answering those would let anyone bounce traffic off us).
 // The reply never exceeds what the transport and the client allow.
 func (s *Server) HandlePacket(q Query) []byte {
-	if q.Transport == UDP {
-		if v := s.limiter.Load().check(q.Src, s.verifiedSource(q.Raw, q.Src), false); v != pass {
+	if rl := s.limiter.Load(); q.Transport == UDP && rl != nil {
+		if v := rl.check(q.Src, s.verifiedSource(q.Raw, q.Src), false); v != pass {
 			return s.overLimit(v, q.Raw, q.Src)
 		}
 	}
@@ -75,8 +75,8 @@ func (s *Server) general(q Query) []byte {
 		return out
 	}
 	resp, info := s.reply(req, q)
-	if q.Transport == UDP && isErrorRcode(resp.Rcode) {
-		if v := s.limiter.Load().check(q.Src, s.verifiedSource(raw, q.Src), true); v != pass {
+	if rl := s.limiter.Load(); q.Transport == UDP && isErrorRcode(resp.Rcode) && rl != nil {
+		if v := rl.check(q.Src, s.verifiedSource(raw, q.Src), true); v != pass {
 			return s.overLimit(v, raw, q.Src)
 		}
 	}
