@@ -1,7 +1,9 @@
 package dnsserver
 
 import (
+	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -182,5 +184,110 @@ func TestCachedPathAllocatesNothing(t *testing.T) {
 	w.handle(raw, acmeSrc, netip.Addr{})
 	if n := testing.AllocsPerRun(100, func() { w.handle(raw, acmeSrc, netip.Addr{}) }); n != 0 {
 		t.Fatalf("cached path allocates %.1f times per query", n)
+	}
+}
+
+// TestEDNSSizeClasses: replies are cut to the lower bound of the client's
+// size class, so a client sweeping EDNS sizes adds one cache entry per
+// class, not per size, and every reply still fits the size it asked for.
+func TestEDNSSizeClasses(t *testing.T) {
+	for _, tc := range []struct{ size, want int }{
+		{0, 512}, {511, 512}, {512, 512}, {1231, 512}, {1232, 1232}, {1400, 1232},
+		{4095, 1232}, {4096, 4096}, {65534, 4096}, {65535, 65535},
+	} {
+		if got := ednsBucket(tc.size); got != tc.want {
+			t.Errorf("ednsBucket(%d) = %d, want %d", tc.size, got, tc.want)
+		}
+	}
+	s := newTestServer(t, testRegistry(300), "")
+	w := s.newWorker()
+	for size := 512; size <= 4096; size++ {
+		m := query("big.internal.", dns.TypeAAAA)
+		m.SetEdns0(uint16(size), false)
+		out := w.handle(pack(t, m), acmeSrc, netip.Addr{})
+		if len(out) > size || len(out) > ednsBucket(size) {
+			t.Fatalf("EDNS size %d: reply of %d bytes", size, len(out))
+		}
+	}
+	// Ours is 1232: two classes, 512 and 1232.
+	if n := len(w.cache.entries); n != 2 {
+		t.Fatalf("%d cache entries after sweeping EDNS sizes 512 to 4096, want 2", n)
+	}
+}
+
+// TestAnswerCacheBudget: the workers' caches together stay within the
+// byte budget however many distinct answers they are asked for, what they
+// are charged is what they hold on the heap, a worker flooded with names
+// cannot keep the budget from the others, and hot entries survive a sweep.
+func TestAnswerCacheBudget(t *testing.T) {
+	s := newTestServer(t, testRegistry(300), "")
+	const budget = 2 << 20
+	cfg := *s.cfg.Load()
+	cfg.AnswerCacheBytes = budget
+	obs := &countingObserver{}
+	cfg.Observer = obs
+	s.Reconfigure(cfg)
+	flooded, quiet := s.newWorker(), s.newWorker()
+	hot := pack(t, query("web.internal.", dns.TypeAAAA))
+	flooded.handle(hot, acmeSrc, netip.Addr{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// Distinct NXDOMAINs and AAAA answers ordered for distinct askers.
+	for i := range 20000 {
+		flooded.handle(pack(t, query(fmt.Sprintf("n%d.internal.", i), dns.TypeAAAA)), acmeSrc, netip.Addr{})
+		src := netip.AddrFrom16([16]byte{0xfd, 0xaa, 0, 0, 0, 0x18, 14: byte(i >> 8), 15: byte(i)})
+		m := query("big.internal.", dns.TypeAAAA)
+		m.SetEdns0(1232, i%2 == 0)
+		flooded.handle(pack(t, m), src, netip.Addr{})
+		if i%100 == 0 {
+			flooded.handle(hot, acmeSrc, netip.Addr{})
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := s.cache.used.Load()
+	if used > budget || used != flooded.cache.bytes+quiet.cache.bytes {
+		t.Fatalf("caches charged %d bytes (workers %d + %d), budget %d", used, flooded.cache.bytes, quiet.cache.bytes, budget)
+	}
+	if used < budget*3/4 {
+		t.Fatalf("caches hold only %d bytes of the %d budget after the sweep", used, budget)
+	}
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d entries charged %d bytes; the heap grew %d", len(flooded.cache.entries), used, grown)
+	if grown > used*5/4 {
+		t.Fatalf("heap grew %d bytes for %d charged (%d entries): the charge per entry is too low", grown, used, len(flooded.cache.entries))
+	}
+	if e := flooded.cache.entries[string(flooded.key[:0])]; e != nil {
+		t.Fatal("unexpected empty key")
+	}
+	h := obs.hits
+	flooded.handle(hot, acmeSrc, netip.Addr{})
+	if obs.hits != h+1 {
+		t.Fatal("the hot entry was evicted by the sweep")
+	}
+	// The quiet worker finds the budget spent by the other; it asks for
+	// room, the flooded worker shrinks to its fair share at its next
+	// query, and the quiet worker's answers are cached again.
+	for i := range 20 {
+		quiet.handle(pack(t, query(fmt.Sprintf("a%d.internal.", i), dns.TypeAAAA)), acmeSrc, netip.Addr{})
+	}
+	flooded.handle(hot, acmeSrc, netip.Addr{})
+	if flooded.cache.bytes > budget/2 {
+		t.Fatalf("flooded worker still holds %d bytes after the other asked for room", flooded.cache.bytes)
+	}
+	for i := range 100 {
+		quiet.handle(pack(t, query(fmt.Sprintf("q%d.internal.", i), dns.TypeAAAA)), acmeSrc, netip.Addr{})
+	}
+	if len(quiet.cache.entries) < 100 {
+		t.Fatalf("quiet worker caches %d of 120 answers", len(quiet.cache.entries))
+	}
+	// Turned off: nothing is kept, and the bytes are given back.
+	cfg.AnswerCacheBytes = -1
+	s.Reconfigure(cfg)
+	quiet.handle(hot, acmeSrc, netip.Addr{})
+	flooded.handle(pack(t, query("x.internal.", dns.TypeAAAA)), acmeSrc, netip.Addr{})
+	if len(flooded.cache.entries) != 0 || len(quiet.cache.entries) != 0 || s.cache.used.Load() != quiet.cache.bytes+flooded.cache.bytes {
+		t.Fatalf("cache off: %d and %d entries, %d bytes charged", len(flooded.cache.entries), len(quiet.cache.entries), s.cache.used.Load())
 	}
 }

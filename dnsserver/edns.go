@@ -2,17 +2,19 @@ package dnsserver
 
 import "github.com/miekg/dns"
 
-// edns works out the reply's OPT record and size limit (RFC 6891). It
-// returns ok=false for an EDNS version above 0, which must get BADVERS.
-// Options the client sent are never echoed: we implement none of them.
-func (s *Server) edns(req *dns.Msg, t Transport) (opt *dns.OPT, size int, ok bool) {
+// edns works out the reply's OPT record and size limit (RFC 6891). rcode
+// is BADVERS for an EDNS version above 0 and FORMERR for a malformed
+// COOKIE option (RFC 7873), else success. Of the options the client sent
+// only COOKIE is answered (cookie.go); the others are never echoed, as we
+// implement none of them.
+func (s *Server) edns(req *dns.Msg, q Query) (opt *dns.OPT, size int, rcode int) {
 	size = dns.MinMsgSize
-	if t == TCP {
+	if q.Transport == TCP {
 		size = maxTCPSize
 	}
 	in := req.IsEdns0()
 	if in == nil {
-		return nil, size, true
+		return nil, size, dns.RcodeSuccess
 	}
 	ours := s.cfg.Load().UDPSize
 	opt = new(dns.OPT)
@@ -23,10 +25,41 @@ func (s *Server) edns(req *dns.Msg, t Transport) (opt *dns.OPT, size int, ok boo
 		opt.SetDo()
 	}
 	if in.Version() != 0 {
-		return opt, size, false
+		return opt, size, dns.RcodeBadVers
 	}
-	if t == UDP {
-		size = int(min(max(in.UDPSize(), dns.MinMsgSize), ours))
+	cookie, ok := s.ednsCookie(in, q.Src)
+	if !ok {
+		return opt, size, dns.RcodeFormatError
 	}
-	return opt, size, true
+	if cookie != nil {
+		opt.Option = append(opt.Option, cookie)
+	}
+	if q.Transport == UDP {
+		size = udpReplySize(in.UDPSize(), ours)
+	}
+	return opt, size, dns.RcodeSuccess
+}
+
+// udpReplySize is the most a UDP reply may carry for a client that
+// advertised an EDNS size of client, with ours the size we advertise: the
+// lower bound of the size class it falls in (ednsBucket).
+func udpReplySize(client, ours uint16) int {
+	return ednsBucket(int(min(max(client, dns.MinMsgSize), ours)))
+}
+
+// ednsBucket rounds a reply size limit down to one of a few classes: 512,
+// 1232 (DNS Flag Day 2020), 4096 and 65535. The answer cache keeps one
+// reply per class instead of one per size a client may advertise, so a
+// client sweeping sizes cannot multiply its entries, and a reply built for
+// the class's lower bound fits every size in the class.
+func ednsBucket(size int) int {
+	switch {
+	case size >= 65535:
+		return 65535
+	case size >= 4096:
+		return 4096
+	case size >= 1232:
+		return 1232
+	}
+	return dns.MinMsgSize
 }

@@ -37,12 +37,13 @@ type udpWriter interface {
 }
 
 func (s *Server) newWorker() *worker {
-	return &worker{s: s, id: int(s.workers.Add(1)), cache: newAnswerCache(), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
+	return &worker{s: s, id: int(s.workers.Add(1)), cache: newAnswerCache(&s.cache), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
 }
 
 const (
 	flagQR     = 1 << 15
 	flagOpcode = 0xF << 11
+	flagTC     = 1 << 9
 	flagRD     = 1 << 8
 	flagCD     = 1 << 4
 )
@@ -58,11 +59,21 @@ var (
 func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	s := w.s
 	rl := s.limiter.Load()
-	if !rl.allow(src, false) {
-		return nil
-	}
 	wq, ok := parseQuery(raw, &w.lower)
-	if !ok || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
+	// A valid server cookie proves the source (cookie.go); the rate limit
+	// counts such queries apart.
+	var (
+		now             uint32
+		verified, fresh bool
+	)
+	if ok && wq.cookieLen == replyCookieLen && !wq.cookieBad {
+		now = s.cookieNow()
+		verified, fresh = s.cookies.check(raw[wq.cookieOff:wq.cookieOff+wq.cookieLen], src, now)
+	}
+	if v := rl.check(src, verified, false); v != pass {
+		return w.overLimit(v, raw, &wq, ok, src)
+	}
+	if !ok || wq.cookieBad || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
 		(wq.hasOPT && wq.version != 0) || wq.qtype == dns.TypeAXFR || wq.qtype == dns.TypeIXFR {
 		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
 	}
@@ -95,14 +106,14 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	}
 	size := dns.MinMsgSize
 	if wq.hasOPT {
-		size = int(min(max(wq.udpSize, dns.MinMsgSize), cfg.UDPSize))
+		size = udpReplySize(wq.udpSize, cfg.UDPSize)
 	}
 	appLabel := name[wq.appStart:wq.appEnd]
 	w.key = cacheKey(w.key, asker.Org, name, &wq, size, asker.Addr, region)
-	e := w.cache.entries[string(w.key)]
+	e := w.cache.get(w.key)
 	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
 	if !hit {
-		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org); e == nil {
+		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org, verified); e == nil {
 			// fill answered through the general path, rate limits included.
 			if len(w.out) == 0 {
 				return nil
@@ -110,14 +121,24 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 			return w.out
 		}
 	}
-	if hit && e.info.Rcode == dns.RcodeNameError && !rl.allow(src, true) {
-		return nil
+	if hit && e.info.Rcode == dns.RcodeNameError {
+		if v := rl.check(src, verified, true); v != pass {
+			return w.overLimit(v, raw, &wq, true, src)
+		}
 	}
 	out := append(w.out[:0], e.packed...)
 	binary.BigEndian.PutUint16(out[0:2], wq.id)
 	f := binary.BigEndian.Uint16(out[2:4])&^(flagRD|flagCD) | wq.flags&(flagRD|flagCD)
 	binary.BigEndian.PutUint16(out[2:4], f)
 	copy(out[12:wq.qEnd], raw[12:wq.qEnd])
+	if e.cookie {
+		// The cached reply holds some earlier client's cookie: answer
+		// this one's.
+		if now == 0 {
+			now = s.cookieNow()
+		}
+		s.cookies.reply(out[len(out)-replyCookieLen:], raw[wq.cookieOff:wq.cookieOff+wq.cookieLen], src, now, fresh)
+	}
 	w.out = out
 	if obs := cfg.Observer; obs != nil && hit {
 		info := e.info
@@ -130,10 +151,21 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	return out
 }
 
+// overLimit is the reply to a query over a rate limit: nil (dropped), or
+// for a slip a TC=1 reply with only the question (and the COOKIE answered),
+// when the query could be parsed.
+func (w *worker) overLimit(v verdict, raw []byte, wq *wireQuery, parsed bool, src netip.Addr) []byte {
+	if v != slip || !parsed || wq.flags&(flagQR|flagOpcode) != 0 {
+		return nil
+	}
+	w.out = w.s.appendSlip(w.out[:0], raw, wq, src)
+	return w.out
+}
+
 // fill answers a cache miss through the general path, from a copy of the
 // query with its name lowercased, and caches the reply when it may be.
 // When it may not, the reply is left in w.out and fill returns nil.
-func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org) *cacheEntry {
+func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org, verified bool) *cacheEntry {
 	s := w.s
 	w.tmp = append(w.tmp[:0], raw...)
 	copy(w.tmp[12:wq.qEnd], w.lower[:wq.nameLen])
@@ -144,9 +176,13 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		return nil
 	}
 	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: UDP})
-	if isErrorRcode(m.Rcode) && !s.limiter.Load().allow(src, true) {
-		w.out = w.out[:0]
-		return nil
+	if isErrorRcode(m.Rcode) {
+		if v := s.limiter.Load().check(src, verified, true); v != pass {
+			if w.overLimit(v, raw, wq, true, src) == nil {
+				w.out = w.out[:0]
+			}
+			return nil
+		}
 	}
 	// reply compresses: every owner name that repeats the question is a
 	// pointer to it, so patching the question's case fixes theirs too.
@@ -157,14 +193,14 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	}
 	info.Size = len(packed)
 	name := w.lower[:wq.nameLen]
-	if !cacheable(m) {
+	if !cacheable(m) || wq.cookieLen != 0 && !endsWithCookie(packed) {
 		out := append(w.out[:0], packed...)
 		copy(out[12:wq.qEnd], raw[12:wq.qEnd])
 		w.out = out
 		s.observe(info, start)
 		return nil
 	}
-	e := &cacheEntry{packed: packed, cfg: cfg, info: info, orgGen: org.Gen}
+	e := &cacheEntry{packed: packed, cfg: cfg, info: info, orgGen: org.Gen, cookie: wq.cookieLen != 0}
 	e.ordered = wq.qtype == dns.TypeAAAA
 	if e.ordered {
 		e.regions = regionsID(snap)
@@ -175,12 +211,23 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' {
 		e.app = org.App(string(appLabel))
 	}
-	if len(w.cache.entries) >= maxCacheEntries {
-		clear(w.cache.entries)
-	}
-	w.cache.entries[string(w.key)] = e
+	w.cache.put(w.key, e, cfg.AnswerCacheBytes, int(s.workers.Load()))
 	s.observe(info, start)
 	return e
+}
+
+// endsWithCookie reports whether a packed reply ends with an OPT record
+// whose only option is a COOKIE with a client and a server cookie, the
+// shape edns gives replies to queries with a cookie.
+func endsWithCookie(p []byte) bool {
+	const optLen = 11 + 4 + replyCookieLen
+	if len(p) < 12+optLen {
+		return false
+	}
+	o := p[len(p)-optLen:]
+	return o[0] == 0 && binary.BigEndian.Uint16(o[1:3]) == dns.TypeOPT &&
+		binary.BigEndian.Uint16(o[9:11]) == 4+replyCookieLen &&
+		binary.BigEndian.Uint16(o[11:13]) == optCookie && binary.BigEndian.Uint16(o[13:15]) == replyCookieLen
 }
 
 // forwardAsync answers a query for a name outside our zones on its own

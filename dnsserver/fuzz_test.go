@@ -33,6 +33,9 @@ func FuzzHandlePacket(f *testing.F) {
 		f.Add(raw, false)
 		f.Add(raw, true)
 	}
+	for _, c := range []string{"0102030405060708", "01020304050607", "0102030405060708" + "0100000000000000aabbccddeeff0011"} {
+		f.Add(pack(f, cookieQuery("web.internal.", c)), false)
+	}
 	s := newTestServer(f, testRegistry(300), "")
 	f.Fuzz(func(t *testing.T, raw []byte, tcp bool) {
 		tr := UDP
@@ -56,7 +59,7 @@ func FuzzHandlePacket(f *testing.F) {
 			var req dns.Msg
 			if req.Unpack(raw) == nil {
 				if opt := req.IsEdns0(); opt != nil {
-					limit = int(min(max(opt.UDPSize(), 512), DefaultUDPSize))
+					limit = ednsBucket(int(min(max(opt.UDPSize(), 512), DefaultUDPSize)))
 				}
 			}
 			// A request we could not parse gets a bare header.
@@ -70,7 +73,8 @@ func FuzzHandlePacket(f *testing.F) {
 // FuzzCachedPath feeds raw bytes to the UDP worker, which parses plain
 // queries itself and answers them from its cache: every reply must agree
 // with the general path's reply to the same bytes (both are asked twice,
-// so the second answer of the worker comes from its cache).
+// so the second answer of the worker comes from its cache), cookies
+// included.
 func FuzzCachedPath(f *testing.F) {
 	for _, q := range []struct {
 		name  string
@@ -91,7 +95,12 @@ func FuzzCachedPath(f *testing.F) {
 		raw, _ := m.Pack()
 		f.Add(raw)
 	}
+	// Cookies: a client's alone, with a server cookie (not ours), malformed.
+	for _, c := range []string{"0102030405060708", "0102030405060708" + "0100000000000000aabbccddeeff0011", "010203"} {
+		f.Add(pack(f, cookieQuery("web.internal.", c)))
+	}
 	s := newTestServer(f, testRegistry(300), "")
+	s.clock.close() // server cookies carry the time: both paths see the same
 	w := s.newWorker()
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for range 2 {

@@ -15,6 +15,11 @@ type wireQuery struct {
 	udpSize uint16
 	version uint8
 	do      bool
+	// cookieOff and cookieLen locate the COOKIE option's data (RFC 7873),
+	// cookieLen 0 when there is none; cookieBad marks a malformed one or
+	// more than one, which the general path answers FORMERR.
+	cookieOff, cookieLen int
+	cookieBad            bool
 	// zone is the name's final label ("internal" in "x.vm.web.internal."),
 	// app the label before it ("web"), as offsets into the lowered name;
 	// zero-length when there is no such label.
@@ -95,16 +100,21 @@ func parseQuery(raw []byte, lower *[255]byte) (q wireQuery, ok bool) {
 		if off+rdlen != len(raw) {
 			return q, false
 		}
-		// Options are ignored, but they must be well formed, as the
-		// general path would insist.
+		// Options other than COOKIE are ignored, but they must be well
+		// formed, as the general path would insist.
 		for o := off; o < off+rdlen; {
 			if o+4 > off+rdlen {
 				return q, false
 			}
-			o += 4 + int(binary.BigEndian.Uint16(raw[o+2:]))
-			if o > off+rdlen {
+			code, l := binary.BigEndian.Uint16(raw[o:]), int(binary.BigEndian.Uint16(raw[o+2:]))
+			if o+4+l > off+rdlen {
 				return q, false
 			}
+			if code == optCookie {
+				q.cookieBad = q.cookieBad || q.cookieLen != 0 || !cookieLenOK(l)
+				q.cookieOff, q.cookieLen = o+4, l
+			}
+			o += 4 + l
 		}
 		off += rdlen
 	}

@@ -43,8 +43,10 @@ type Query struct {
 // response (answering those would let anyone bounce traffic off us).
 // The reply never exceeds what the transport and the client allow.
 func (s *Server) HandlePacket(q Query) []byte {
-	if q.Transport == UDP && !s.limiter.Load().allow(q.Src, false) {
-		return nil
+	if rl := s.limiter.Load(); q.Transport == UDP && rl != nil {
+		if v := rl.check(q.Src, s.verifiedSource(q.Raw, q.Src), false); v != pass {
+			return s.overLimit(v, q.Raw, q.Src)
+		}
 	}
 	return s.general(q)
 }
@@ -73,8 +75,10 @@ func (s *Server) general(q Query) []byte {
 		return out
 	}
 	resp, info := s.reply(req, q)
-	if q.Transport == UDP && isErrorRcode(resp.Rcode) && !s.limiter.Load().allow(q.Src, true) {
-		return nil
+	if rl := s.limiter.Load(); q.Transport == UDP && isErrorRcode(resp.Rcode) && rl != nil {
+		if v := rl.check(q.Src, s.verifiedSource(raw, q.Src), true); v != pass {
+			return s.overLimit(v, raw, q.Src)
+		}
 	}
 	out, err := resp.Pack()
 	if err != nil {
@@ -134,10 +138,11 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 		return m
 	}
 	m.Question = req.Question
-	opt, size, ok := s.edns(req, q.Transport)
-	if !ok {
-		// EDNS version we do not speak: BADVERS with our OPT, no answer.
-		m.Rcode = dns.RcodeBadVers
+	opt, size, rcode := s.edns(req, q)
+	if rcode != dns.RcodeSuccess {
+		// EDNS version we do not speak (BADVERS) or a malformed COOKIE
+		// option (FORMERR): our OPT, no answer.
+		m.Rcode = rcode
 		m.Extra = []dns.RR{opt}
 		return m
 	}

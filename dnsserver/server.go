@@ -61,6 +61,15 @@ type Config struct {
 	// rate limiting); replies over it are dropped. 0 means RateLimit/10.
 	RateLimit      int
 	ErrorRateLimit int
+	// RateLimitSlip answers every Nth query over a limit with a tiny TC=1
+	// reply (question only) instead of dropping it, as NSD's and Knot's
+	// response rate limiting do: a spoofed victim gets little, a real
+	// client retries over TCP. 0 means 2; negative drops them all.
+	RateLimitSlip int
+	// AnswerCacheBytes bounds the memory of the UDP answer caches, all
+	// workers together (cache.go). 0 means DefaultAnswerCacheBytes;
+	// negative turns the cache off.
+	AnswerCacheBytes int64
 	// MaxTCPConns caps open TCP connections in all (default 1000); see
 	// tcp.go for who is closed when a cap is reached.
 	MaxTCPConns int
@@ -95,6 +104,10 @@ type Server struct {
 	forwardSlots chan struct{}
 	// workers numbers the UDP workers as they start.
 	workers atomic.Int32
+	// cache is the byte budget the workers' answer caches share.
+	cache cacheBudget
+	// cookies keys the server cookies (cookie.go).
+	cookies cookieSecret
 
 	mu      sync.Mutex
 	udp     []udpSocket
@@ -158,7 +171,7 @@ func New(cfg Config, store *registry.Store) *Server {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock(), forwardSlots: make(chan struct{}, maxForwardsInFlight)}
+	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock(), forwardSlots: make(chan struct{}, maxForwardsInFlight), cookies: newCookieSecret()}
 	s.tcpConns = newTCPTable()
 	s.setConfig(&cfg)
 	return s
@@ -168,9 +181,15 @@ func (s *Server) setConfig(cfg *Config) {
 	if cfg.ErrorRateLimit <= 0 {
 		cfg.ErrorRateLimit = max(1, cfg.RateLimit/10)
 	}
+	if cfg.RateLimitSlip == 0 {
+		cfg.RateLimitSlip = 2
+	}
+	if cfg.AnswerCacheBytes == 0 {
+		cfg.AnswerCacheBytes = DefaultAnswerCacheBytes
+	}
 	old := s.cfg.Swap(cfg)
-	if old == nil || old.RateLimit != cfg.RateLimit || old.ErrorRateLimit != cfg.ErrorRateLimit {
-		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.ErrorRateLimit, s.clock))
+	if old == nil || old.RateLimit != cfg.RateLimit || old.ErrorRateLimit != cfg.ErrorRateLimit || old.RateLimitSlip != cfg.RateLimitSlip {
+		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.ErrorRateLimit, cfg.RateLimitSlip, s.clock))
 	}
 }
 

@@ -169,8 +169,13 @@ func TestEDNS(t *testing.T) {
 			&dns.EDNS0_NSID{Code: dns.EDNS0NSID})
 		r, _ := exchange(t, s, m, acmeSrc, UDP)
 		ropt := r.IsEdns0()
-		if ropt == nil || len(ropt.Option) != 0 || ropt.UDPSize() != DefaultUDPSize || !ropt.Do() || ropt.Version() != 0 {
+		// Only the COOKIE is answered (cookie_test.go), with the client's
+		// cookie and ours.
+		if ropt == nil || len(ropt.Option) != 1 || ropt.UDPSize() != DefaultUDPSize || !ropt.Do() || ropt.Version() != 0 {
 			t.Fatalf("reply OPT %v", ropt)
+		}
+		if c, ok := ropt.Option[0].(*dns.EDNS0_COOKIE); !ok || len(c.Cookie) != 48 || c.Cookie[:16] != "0102030405060708" {
+			t.Fatalf("reply OPT %v: want our cookie after the client's", ropt)
 		}
 	})
 	t.Run("no EDNS, no OPT", func(t *testing.T) {

@@ -266,7 +266,7 @@ func (s *Server) TCPStats() TCPStats {
 func (t *tcpTable) openFrom(src netip.Addr) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if h := t.holders[prefixOf(src)]; h != nil {
+	if h := t.holders[prefixOf(src, false)]; h != nil {
 		return len(h.conns)
 	}
 	return 0
@@ -298,7 +298,7 @@ func (s *Server) acceptTCP(l net.Listener) {
 		if a, ok := nc.LocalAddr().(*net.TCPAddr); ok {
 			c.dst = a.AddrPort().Addr().Unmap()
 		}
-		c.key = prefixOf(c.src)
+		c.key = prefixOf(c.src, false)
 		cfg := s.cfg.Load()
 		victim, ok := s.tcpConns.admit(c, cfg.MaxTCPConnsPerPrefix, cfg.MaxTCPConns)
 		if victim != nil {

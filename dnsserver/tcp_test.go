@@ -23,7 +23,7 @@ func TestTCPTableAdmit(t *testing.T) {
 		tb := newTCPTable()
 		var cs []*tcpConn
 		for range 3 {
-			c := &tcpConn{src: p(1), key: prefixOf(p(1))}
+			c := &tcpConn{src: p(1), key: prefixOf(p(1), false)}
 			if v, ok := tb.admit(c, 3, 100); !ok || v != nil {
 				t.Fatalf("under the caps: admitted %v, victim %v", ok, v)
 			}
@@ -32,7 +32,7 @@ func TestTCPTableAdmit(t *testing.T) {
 		// cs[0] answers a query: cs[1] is now the least recently used.
 		tb.setBusy(cs[0], true)
 		tb.setBusy(cs[0], false)
-		n := &tcpConn{src: p(1), key: prefixOf(p(1))}
+		n := &tcpConn{src: p(1), key: prefixOf(p(1), false)}
 		if v, ok := tb.admit(n, 3, 100); !ok || v != cs[1] {
 			t.Fatalf("at the prefix cap: admitted %v, victim %v, want the LRU idle %v", ok, v, cs[1])
 		}
@@ -46,18 +46,18 @@ func TestTCPTableAdmit(t *testing.T) {
 		for _, c := range []*tcpConn{cs[0], cs[2], n} {
 			tb.setBusy(c, true)
 		}
-		if v, ok := tb.admit(&tcpConn{src: p(1), key: prefixOf(p(1))}, 3, 100); ok || v != nil {
+		if v, ok := tb.admit(&tcpConn{src: p(1), key: prefixOf(p(1), false)}, 3, 100); ok || v != nil {
 			t.Fatalf("prefix at its cap, all busy: admitted %v, victim %v", ok, v)
 		}
 		// Another prefix is not affected.
-		if _, ok := tb.admit(&tcpConn{src: p(2), key: prefixOf(p(2))}, 3, 100); !ok {
+		if _, ok := tb.admit(&tcpConn{src: p(2), key: prefixOf(p(2), false)}, 3, 100); !ok {
 			t.Fatal("another prefix refused")
 		}
 	})
 	t.Run("global", func(t *testing.T) {
 		tb := newTCPTable()
 		add := func(i int) (*tcpConn, *tcpConn, bool) {
-			c := &tcpConn{src: p(i), key: prefixOf(p(i))}
+			c := &tcpConn{src: p(i), key: prefixOf(p(i), false)}
 			v, ok := tb.admit(c, 10, 6)
 			return c, v, ok
 		}
@@ -80,10 +80,10 @@ func TestTCPTableAdmit(t *testing.T) {
 		// Prefix 1's connections all busy: a smaller prefix still gets
 		// one of them, or a holder could keep the server by keeping
 		// busy.
-		for _, h := range tb.holders[prefixOf(p(1))].conns {
+		for _, h := range tb.holders[prefixOf(p(1), false)].conns {
 			tb.setBusy(h, true)
 		}
-		if _, v, ok := add(4); !ok || v == nil || v.key != prefixOf(p(1)) {
+		if _, v, ok := add(4); !ok || v == nil || v.key != prefixOf(p(1), false) {
 			t.Fatalf("biggest holder all busy: admitted %v, victim %v, want one of prefix 1", ok, v)
 		}
 		if st := tb.total; st != 6 {
@@ -94,7 +94,7 @@ func TestTCPTableAdmit(t *testing.T) {
 		tb := newTCPTable()
 		var cs []*tcpConn
 		for _, i := range []int{1, 1, 2, 2} {
-			c := &tcpConn{src: p(i), key: prefixOf(p(i))}
+			c := &tcpConn{src: p(i), key: prefixOf(p(i), false)}
 			tb.admit(c, 10, 4)
 			cs = append(cs, c)
 		}
@@ -104,7 +104,7 @@ func TestTCPTableAdmit(t *testing.T) {
 			tb.setBusy(c, true)
 			tb.setBusy(c, false)
 		}
-		if v, ok := tb.admit(&tcpConn{src: p(3), key: prefixOf(p(3))}, 10, 4); !ok || v != cs[2] {
+		if v, ok := tb.admit(&tcpConn{src: p(3), key: prefixOf(p(3), false)}, 10, 4); !ok || v != cs[2] {
 			t.Fatalf("admitted %v, victim %v; want %v, the least recently used of the biggest holders", ok, v, cs[2])
 		}
 	})
@@ -114,16 +114,16 @@ func TestTCPTableAdmit(t *testing.T) {
 		b := netip.MustParseAddr("fdaa:0:18:1:ffff::9") // same /64
 		c := netip.MustParseAddr("fdaa:0:18:2::2")      // next /64
 		for _, src := range []netip.Addr{a, b} {
-			if _, ok := tb.admit(&tcpConn{src: src, key: prefixOf(src)}, 2, 100); !ok {
+			if _, ok := tb.admit(&tcpConn{src: src, key: prefixOf(src, false)}, 2, 100); !ok {
 				t.Fatal("under the caps refused")
 			}
 		}
-		tb.setBusy(tb.holders[prefixOf(a)].conns[0], true)
-		tb.setBusy(tb.holders[prefixOf(a)].conns[1], true)
-		if _, ok := tb.admit(&tcpConn{src: a, key: prefixOf(a)}, 2, 100); ok {
+		tb.setBusy(tb.holders[prefixOf(a, false)].conns[0], true)
+		tb.setBusy(tb.holders[prefixOf(a, false)].conns[1], true)
+		if _, ok := tb.admit(&tcpConn{src: a, key: prefixOf(a, false)}, 2, 100); ok {
 			t.Fatal("a third connection of one /64 admitted")
 		}
-		if _, ok := tb.admit(&tcpConn{src: c, key: prefixOf(c)}, 2, 100); !ok {
+		if _, ok := tb.admit(&tcpConn{src: c, key: prefixOf(c, false)}, 2, 100); !ok {
 			t.Fatal("another /64 refused")
 		}
 	})

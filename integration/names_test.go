@@ -348,15 +348,16 @@ func TestWire(t *testing.T) {
 		}
 	})
 
-	t.Run("EDNS options are not echoed", func(t *testing.T) {
-		// dig sends a COOKIE option by default; meshdns implements none.
+	t.Run("EDNS options: COOKIE answered, others not echoed", func(t *testing.T) {
+		// dig sends a COOKIE option by default; meshdns answers it with a
+		// server cookie (RFC 7873) and echoes nothing else (no NSID).
 		res := m.Dig(t, "+cookie", "+nsid", "aaaa", "web.internal")
 		checkResponse(t, res, "web.internal", noerror(webAll...))
 		if res.EDNS == nil {
 			t.Fatalf("no OPT in the reply to an EDNS query\n%s", res.Raw)
 		}
-		if len(res.EDNS.Options) != 0 {
-			t.Errorf("reply carries EDNS options %q that meshdns does not implement\n%s", res.EDNS.Options, res.Raw)
+		if o := res.EDNS.Options; len(o) != 1 || !strings.HasPrefix(o[0], "COOKIE: ") || !strings.HasSuffix(o[0], "(good)") {
+			t.Errorf("reply carries EDNS options %q, want only a good COOKIE\n%s", o, res.Raw)
 		}
 	})
 

@@ -152,11 +152,48 @@ func (w *copyWriter) flush() error {
 // ErrNoCopy is returned by LoadCopy when there is no local copy.
 var ErrNoCopy = errors.New("no local copy")
 
+// Reading a copy is bounded whatever the file holds: a file that
+// decompresses to far more than a copy would (gzip turns a few hundred KB
+// of whitespace into hundreds of MB), or holds a line longer than any
+// entry, is rejected as soon as that shows, having held at most one line.
+const (
+	// maxCopyLine bounds one line (one entry). etcd refuses values over
+	// 1.5 MiB unless told otherwise.
+	maxCopyLine = 4 << 20
+	// copyRatio bounds the decompressed size at this many times the file's
+	// size. Copies written by WriteCopy come to 10 to 25 times (22.5 for
+	// 20,000 machines with sequential ids and addresses); identical
+	// metadata on every machine could go further, so the bound leaves room.
+	// Whitespace, gzip's best case, reaches 800.
+	copyRatio = 256
+	// minCopyLimit is the decompressed size allowed whatever the file's size.
+	minCopyLimit = 64 << 20
+)
+
+type copyLimits struct {
+	line         int
+	ratio, floor int64
+}
+
+var defaultCopyLimits = copyLimits{line: maxCopyLine, ratio: copyRatio, floor: minCopyLimit}
+
+// errLineTooLong is readLine's error for a line over the limit; errOverLimit
+// wraps LoadCopy's errors for a copy over a limit.
+var (
+	errLineTooLong = errors.New("line too long")
+	errOverLimit   = errors.New("not a copy meshdns wrote")
+)
+
 // LoadCopy reads a local copy into the store, publishing it as a stale
 // snapshot at the copy's revision, and returns the etcd cluster id it was
-// taken from. A copy that is corrupt, cut off, or made for another key
-// prefix is rejected whole and the store is left as it was.
+// taken from. A copy that is corrupt, cut off, too large for what it holds,
+// or made for another key prefix is rejected whole and the store is left
+// as it was.
 func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
+	return s.loadCopy(path, prefix, defaultCopyLimits)
+}
+
+func (s *Store) loadCopy(path, prefix string, lim copyLimits) (clusterID uint64, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, ErrNoCopy
@@ -165,13 +202,43 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 		return 0, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
 	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return 0, fmt.Errorf("local copy %s is corrupt: %w", path, err)
 	}
-	dec := json.NewDecoder(zr)
+	limit := max(lim.floor, fi.Size()*lim.ratio)
+	lr := &io.LimitedReader{R: zr, N: limit + 1}
+	br := bufio.NewReaderSize(lr, 64<<10)
+	var line []byte
+	lineNo := 0
+	// next reads the next line; a line cut off by the end of the file is
+	// an error, as is a line or a file over the limits.
+	next := func() error {
+		lineNo++
+		var rerr error
+		line, rerr = readLine(br, line, lim.line)
+		switch {
+		case lr.N <= 0:
+			return fmt.Errorf("local copy %s decompresses to more than %d bytes (%d times its %d bytes): %w", path, limit, lim.ratio, fi.Size(), errOverLimit)
+		case errors.Is(rerr, errLineTooLong):
+			return fmt.Errorf("local copy %s: line %d is longer than %d bytes: %w", path, lineNo, lim.line, errOverLimit)
+		}
+		return rerr
+	}
+	// overLimit tells next's errors for the limits from the others.
+	overLimit := func(err error) bool { return errors.Is(err, errOverLimit) }
 	var h copyHeader
-	if err := dec.Decode(&h); err != nil || h.Format != copyFormat {
+	if err := next(); err != nil {
+		if overLimit(err) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("local copy %s: not a %s file", path, copyFormat)
+	}
+	if err := json.Unmarshal(line, &h); err != nil || h.Format != copyFormat {
 		return 0, fmt.Errorf("local copy %s: not a %s file", path, copyFormat)
 	}
 	if h.Prefix != prefix {
@@ -189,13 +256,15 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 	}
 	n := 0
 	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+		if err := next(); err != nil {
+			if overLimit(err) {
+				return 0, err
+			}
 			return 0, fmt.Errorf("local copy %s is corrupt or cut off after %d entries: %w", path, n, err)
 		}
-		if len(raw) > 0 && raw[0] == '{' {
+		if line[0] == '{' {
 			var t copyTrailer
-			if err := json.Unmarshal(raw, &t); err != nil || !t.End || t.Count != n {
+			if err := json.Unmarshal(line, &t); err != nil || !t.End || t.Count != n {
 				return 0, fmt.Errorf("local copy %s: trailer does not match its %d entries", path, n)
 			}
 			break
@@ -205,7 +274,7 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 		// from revision 0, as the copy's holders of their networks.
 		var entry []json.RawMessage
 		var key string
-		if err := json.Unmarshal(raw, &entry); err != nil || len(entry) < 2 || len(entry) > 3 || json.Unmarshal(entry[0], &key) != nil {
+		if err := json.Unmarshal(line, &entry); err != nil || len(entry) < 2 || len(entry) > 3 || json.Unmarshal(entry[0], &key) != nil {
 			return 0, fmt.Errorf("local copy %s: entry %d is malformed", path, n+1)
 		}
 		k, err := ParseKey(prefix, prefix+key)
@@ -228,8 +297,14 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 		l.Add(ev)
 		n++
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	// Reading to the end checks gzip's checksum.
+	switch err := next(); {
+	case overLimit(err):
+		return 0, err
+	case len(line) > 0:
 		return 0, fmt.Errorf("local copy %s: data after the trailer", path)
+	case err != io.EOF:
+		return 0, fmt.Errorf("local copy %s is corrupt: %w", path, err)
 	}
 	// Only served values are written, so any value that fails now was
 	// damaged on the way: trust none of it.
@@ -238,4 +313,20 @@ func (s *Store) LoadCopy(path, prefix string) (clusterID uint64, err error) {
 	}
 	l.commit(h.Revision, true)
 	return h.ClusterID, nil
+}
+
+// readLine reads one line with its newline into buf (reused), at most max
+// bytes; at the end of the input it returns what is left and io.EOF.
+func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	buf = buf[:0]
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > max {
+			return buf[:0], errLineTooLong
+		}
+		buf = append(buf, chunk...)
+		if err != bufio.ErrBufferFull {
+			return buf, err
+		}
+	}
 }

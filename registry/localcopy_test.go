@@ -1,10 +1,14 @@
 package registry
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -114,6 +118,84 @@ func TestLocalCopyRejected(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		if _, err := NewStore(DefaultPrefix).LoadCopy(filepath.Join(dir, "nope"), DefaultPrefix); !errors.Is(err, ErrNoCopy) {
 			t.Fatalf("got %v, want ErrNoCopy", err)
+		}
+	})
+}
+
+// writeGzip writes a gzip file of head followed by n bytes of fill.
+func writeGzip(t *testing.T, path, head string, fill byte, n int) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	zw.Write([]byte(head))
+	chunk := bytes.Repeat([]byte{fill}, 1<<20)
+	for n > 0 {
+		k := min(n, len(chunk))
+		zw.Write(chunk[:k])
+		n -= k
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLocalCopyBombsRejected: a small file that decompresses to a huge
+// one (whitespace, one endless line) is rejected with an error naming the
+// limit, having used little memory; a copy over the decompressed limit is
+// rejected too. Reading used to buffer all the whitespace: a 264 KB file
+// took 493 MB.
+func TestLocalCopyBombsRejected(t *testing.T) {
+	dir := t.TempDir()
+	header := `{"format":"meshdns-local-copy/1","prefix":"/meshdns/v1/","cluster_id":1,"revision":5}` + "\n"
+	const huge = 256 << 20
+	for _, tc := range []struct {
+		name, head string
+		fill       byte
+		want       string
+	}{
+		{"spaces after the header", header, ' ', "longer than"},
+		{"spaces before the header", "", ' ', "longer than"},
+		{"newlines after the header", header, '\n', "malformed"},
+		{"one endless entry", header + `["machines/acme/web/0a01",{"region":"`, 'a', "longer than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "bomb")
+			writeGzip(t, p, tc.head, tc.fill, huge)
+			fi, _ := os.Stat(p)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			st := NewStore(DefaultPrefix)
+			_, err := st.LoadCopy(p, DefaultPrefix)
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d-byte file of %d MiB: %v; allocated %d KiB", fi.Size(), huge>>20, err, alloc>>10)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || st.Snapshot() != nil {
+				t.Fatalf("got %v, want an error mentioning %q and nothing published", err, tc.want)
+			}
+			if alloc > 32<<20 {
+				t.Fatalf("reading the %d-byte file allocated %d MiB", fi.Size(), alloc>>20)
+			}
+		})
+	}
+	t.Run("over the decompressed limit", func(t *testing.T) {
+		snap, _, err := SnapshotFromText(copyRegistry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "copy")
+		if err := WriteCopy(p, DefaultPrefix, 1, snap); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewStore(DefaultPrefix).loadCopy(p, DefaultPrefix, copyLimits{line: 1 << 20, ratio: 1, floor: 100}); err == nil || !strings.Contains(err.Error(), "decompresses to more than") {
+			t.Fatalf("got %v, want the decompressed limit named", err)
+		}
+		if _, err := NewStore(DefaultPrefix).loadCopy(p, DefaultPrefix, copyLimits{line: 1 << 20, ratio: 1, floor: 1 << 20}); err != nil {
+			t.Fatalf("within the limits: %v", err)
 		}
 	})
 }

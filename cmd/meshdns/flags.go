@@ -49,6 +49,9 @@ type options struct {
 	queryLogSample      int
 	rateLimit           int
 	errorRateLimit      int
+	rateLimitSlip       int
+	answerCacheSize     string
+	answerCacheBytes    int64 // --answer-cache-size parsed; 0: no cache
 	maxTCPConns         int
 	maxTCPConnsPerPfx   int
 	udpBatch            bool
@@ -137,6 +140,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.IntVar(&o.errorRateLimit, "error-rate-limit", 0, "REFUSED/NXDOMAIN answers per second one source prefix may get, the rest dropped; 0: --rate-limit/10")
 	f.IntVar(&o.maxTCPConns, "max-tcp-conns", 1000, "most TCP connections open at once; at the cap a newcomer replaces a connection of the prefix holding the most")
 	f.IntVar(&o.maxTCPConnsPerPfx, "max-tcp-conns-per-prefix", 50, "most TCP connections one source prefix (IPv6 /64, IPv4 /24) holds; a newcomer replaces its oldest idle one")
+	f.IntVar(&o.rateLimitSlip, "rate-limit-slip", 2, "answer every Nth UDP query over a rate limit with a tiny TC=1 reply (question only; a real client retries over TCP) and drop the rest; 0: drop them all")
+	f.StringVar(&o.answerCacheSize, "answer-cache-size", "64MiB", "memory for cached UDP answers, all readers together, e.g. 64MiB; 0 turns the cache off")
 	f.BoolVar(&o.udpBlocking, "udp-blocking", true, "read UDP with one thread per socket blocked in recvmmsg, outside Go's network poller (false: readers through the poller, see --udp-batch)")
 	f.BoolVar(&o.udpBatch, "udp-batch", true, "with --udp-blocking=false: read and write UDP in batches (recvmmsg/sendmmsg); false: one system call per packet")
 	f.IntVar(&o.udpWorkers, "udp-workers", 0, "UDP readers in all, spread over one socket per core; 0: one per socket with --udp-blocking, else 4 per socket")
@@ -187,6 +192,18 @@ func (o *options) validate() error {
 	}
 	if o.rateLimit < 0 || o.errorRateLimit < 0 {
 		return fmt.Errorf("--rate-limit %d, --error-rate-limit %d: want 0 (default) or a rate per second", o.rateLimit, o.errorRateLimit)
+	}
+	if o.rateLimitSlip < 0 {
+		return fmt.Errorf("--rate-limit-slip %d: want 0 (drop every query over the limit) or N to answer 1 in N with TC=1", o.rateLimitSlip)
+	}
+	if o.answerCacheSize == "0" {
+		o.answerCacheBytes = 0
+	} else {
+		n, err := parseSize(o.answerCacheSize)
+		if err != nil {
+			return fmt.Errorf("--answer-cache-size %w, or 0 to turn the cache off", err)
+		}
+		o.answerCacheBytes = n
 	}
 	if o.gcPercent < 0 {
 		return fmt.Errorf("--gc-percent %d: want 0 (default) or a percentage", o.gcPercent)

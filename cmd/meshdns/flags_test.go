@@ -22,6 +22,9 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--memory-limit", "-1GiB"}, "--memory-limit"},
 		{[]string{"--gc-percent", "-5"}, "--gc-percent"},
 		{[]string{"--max-tcp-conns-per-prefix", "0"}, "--max-tcp-conns-per-prefix"},
+		{[]string{"--rate-limit-slip", "-1"}, "--rate-limit-slip"},
+		{[]string{"--answer-cache-size", "big"}, "--answer-cache-size"},
+		{[]string{"--answer-cache-size", "-64MiB"}, "--answer-cache-size"},
 		{[]string{"--etcd-cert", "c.pem"}, "--etcd-cert and --etcd-key"},
 		{[]string{"--etcd-cacert", "ca.pem"}, "external etcd"},
 		{[]string{"--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-cacert", "ca.pem"}, "plain http"},
@@ -99,5 +102,26 @@ func TestForwardCacheSizes(t *testing.T) {
 	}
 	if o.forwardCacheBytesN != 0 || o.forwardCacheMaxN != 4096 {
 		t.Errorf("got %d bytes, largest reply %d; want 0 and 4096", o.forwardCacheBytesN, o.forwardCacheMaxN)
+	}
+}
+
+func TestAnswerCacheSizeAndSlip(t *testing.T) {
+	rs := &runtimeSettings{log: nopLogger()}
+	for _, tc := range []struct {
+		args  []string
+		bytes int64
+		slip  int
+	}{
+		{nil, 64 << 20, 2},
+		{[]string{"--answer-cache-size", "16MiB", "--rate-limit-slip", "3"}, 16 << 20, 3},
+		{[]string{"--answer-cache-size", "0", "--rate-limit-slip", "0"}, -1, -1}, // off
+	} {
+		o, err := parseOptions(tc.args)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg := rs.dnsConfig(o); cfg.AnswerCacheBytes != tc.bytes || cfg.RateLimitSlip != tc.slip {
+			t.Errorf("%v: cache %d bytes, slip %d; want %d, %d", tc.args, cfg.AnswerCacheBytes, cfg.RateLimitSlip, tc.bytes, tc.slip)
+		}
 	}
 }

@@ -28,7 +28,9 @@ func loadLocalCopy(o *options, store *registry.Store, log *zap.Logger) uint64 {
 	case errors.Is(err, registry.ErrNoCopy):
 		log.Info("no local copy of the registry; waiting for etcd", zap.String("path", path))
 	case err != nil:
-		log.Warn("ignoring the local copy of the registry; waiting for etcd", zap.String("path", path), zap.Error(err))
+		// Corrupt, cut off, over the reading limits (registry.LoadCopy),
+		// or for another prefix: the full load from etcd replaces it.
+		log.Warn("ignoring the local copy of the registry; loading the whole registry from etcd instead", zap.String("path", path), zap.Error(err))
 	default:
 		log.Info("serving the local copy of the registry until etcd confirms it", zap.String("path", path),
 			zap.Int64("revision", store.Revision()), zap.Duration("took", time.Since(start).Round(time.Millisecond)))

@@ -58,6 +58,8 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Int64("forward_cache_max_reply", o.forwardCacheMaxN),
 		zap.Int("rate_limit", o.rateLimit),
 		zap.Int("error_rate_limit", o.errorRateLimit),
+		zap.Int("rate_limit_slip", o.rateLimitSlip),
+		zap.String("answer_cache_size", o.answerCacheSize),
 		zap.Int("max_tcp_conns", o.maxTCPConns),
 		zap.Int("max_tcp_conns_per_prefix", o.maxTCPConnsPerPfx),
 		zap.Int("query_log_sample", o.queryLogSample),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -56,6 +57,9 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 		Log:            r.log.Named("dns"),
 	}
 	cfg.MaxTCPConnsPerPrefix = o.maxTCPConnsPerPfx
+	// 0 means "off" on the command line, "the default" in the Config.
+	cfg.RateLimitSlip = cmp.Or(o.rateLimitSlip, -1)
+	cfg.AnswerCacheBytes = cmp.Or(o.answerCacheBytes, -1)
 	// Only a non-nil *Forwarder goes into the interface: a typed nil
 	// would not compare equal to nil and the server would call it.
 	if r.fwd != nil {
