@@ -3,8 +3,8 @@ package registry
 import (
 	"encoding/base64"
 	"fmt"
-	"strings"
 	"net/netip"
+	"strings"
 )
 
 // MeshRange is the range every organisation's network lies in.
