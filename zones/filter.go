@@ -11,11 +11,11 @@ type filter struct {
 type filterBy uint8
 
 const (
-	byNone   filterBy = iota // every machine of the app
-	byRegion                 // <region>.<app>
-	byGroup                  // <group>.process.<app>
-	byMeta                   // <value>.<key>.kv._metadata.<app>
-	byService                // _<service>._<protocol>.<app>: a is the service, b the protocol
+	byNone    filterBy = iota // every machine of the app
+	byRegion                  // <region>.<app>
+	byGroup                   // <group>.process.<app>
+	byMeta                    // <value>.<key>.kv._metadata.<app>
+	byService                 // _<service>._<protocol>.<app>: a is the service, b the protocol
 )
 
 func (f filter) match(m *registry.Machine) bool {
