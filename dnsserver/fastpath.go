@@ -165,7 +165,7 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		return nil
 	}
 	e := &cacheEntry{packed: packed, cfg: cfg, info: info, orgGen: org.Gen}
-	e.ordered = wq.qtype == dns.TypeAAAA
+	e.ordered = ordered(wq.qtype)
 	if e.ordered {
 		e.regions = regionsID(snap)
 	}
