@@ -777,7 +777,10 @@ func (w *isoWorld) onlyElsewhere(a *isoOrg, r *rand.Rand) [][2]string {
 					pairs = append(pairs, [2]string{m.group + ".process" + tail, label(r, 7) + ".process" + tail})
 				}
 				for _, sv := range m.services {
-					if !has(app, func(x isoMachine) bool { _, ok := (&registry.Machine{Services: x.services}).Offers(sv.Name, sv.Protocol); return ok }) {
+					if !has(app, func(x isoMachine) bool {
+						_, ok := (&registry.Machine{Services: x.services}).Offers(sv.Name, sv.Protocol)
+						return ok
+					}) {
 						pairs = append(pairs, [2]string{"_" + sv.Name + "._" + sv.Protocol + tail, "_" + label(r, 7) + "._" + sv.Protocol + tail})
 					}
 				}
