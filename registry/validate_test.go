@@ -244,7 +244,7 @@ func TestDecode(t *testing.T) {
 		{"machine", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"started","process_group":"worker","metadata":{"role":"primary"},"skip_registration":true,"updated_at":"2025-03-01T12:00:00Z"}`,
 			&Machine{Org: "acme", App: "web", ID: "3d8d9e0b2ee489", Region: "ams", IP: netip.MustParseAddr("fdaa:0:18:a7b:1::2"),
 				State: "started", ProcessGroup: "worker", Metadata: map[string]string{"role": "primary"}, SkipRegistration: true, UpdatedAt: updated}, ""},
-		{"machine default process group, unknown fields", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"stopped","cpu_kind":"shared","checks":[1,2]}`,
+		{"machine default process group, unknown fields", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"stopped","cpu_kind":"shared","volumes":[1,2]}`,
 			&Machine{Org: "acme", App: "web", ID: "3d8d9e0b2ee489", Region: "ams", IP: netip.MustParseAddr("fdaa:0:18:a7b:1::2"),
 				State: "stopped", ProcessGroup: "app"}, ""},
 		{"machine no region", machine, `{"ip":"fdaa:0:18:a7b:1::2","state":"started"}`, nil, `region ""`},
