@@ -24,7 +24,7 @@ import (
 //   - answers that carry the zone's SOA (negative answers, SOA queries) and
 //     answers about the whole org (_apps, _instances, _peer...) depend on the
 //     org's generation;
-//   - AAAA answers are ordered for the asker, so their key holds the asker's
+//   - AAAA and SRV answers are ordered for the asker, so their key holds the asker's
 //     address and region, and they depend on the registry's region table;
 //   - every entry depends on the server's settings (TTLs).
 
@@ -187,7 +187,7 @@ func regionsID(snap *registry.Snapshot) uintptr {
 
 // cacheKey builds the key of a query into buf: org, lowered name, type,
 // reply size limit (a size class), EDNS presence, DO bit and COOKIE
-// presence, and for AAAA the asker's address and region (the order
+// presence, and for AAAA and SRV the asker's address and region (the order
 // depends on them).
 func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size int, src netip.Addr, region string) []byte {
 	buf = append(buf[:0], org.Name...)
@@ -206,13 +206,17 @@ func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size in
 		f |= 4
 	}
 	buf = append(buf, f)
-	if wq.qtype == dns.TypeAAAA {
+	if ordered(wq.qtype) {
 		a := src.As16()
 		buf = append(buf, a[:]...)
 		buf = append(buf, region...)
 	}
 	return buf
 }
+
+// ordered reports whether answers of qtype are ordered for the asker:
+// AAAA and SRV (nearest first, ties by the asker's address).
+func ordered(qtype uint16) bool { return qtype == dns.TypeAAAA || qtype == dns.TypeSRV }
 
 // valid reports whether e still answers correctly for this snapshot.
 func (e *cacheEntry) valid(cfg *Config, snap *registry.Snapshot, org *registry.Org, appLabel []byte) bool {

@@ -201,7 +201,7 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		return nil
 	}
 	e := &cacheEntry{packed: packed, cfg: cfg, info: info, orgGen: org.Gen, cookie: wq.cookieLen != 0}
-	e.ordered = wq.qtype == dns.TypeAAAA
+	e.ordered = ordered(wq.qtype)
 	if e.ordered {
 		e.regions = regionsID(snap)
 	}

@@ -39,6 +39,9 @@ type QueryInfo struct {
 	// ...), so an Observer can keep counts per reader instead of sharing
 	// them; 0 for every other answer.
 	Worker int
+	// FailOpen is set when the answer holds every started machine of a
+	// name because none of them is healthy (SPEC §5).
+	FailOpen bool
 }
 
 // Observer is told about every query the server answers. It is called on

@@ -35,6 +35,8 @@ import (
 //     holds, checked directly, against fresh random names in place of B's;
 //  4. changes to other orgs leave every reply to A as it was, SOA serial
 //     included, through the warm caches too; a change to A moves A's serial;
+//     Machines carry random health checks and services (SPEC §5): the
+//     health-aware AAAA names, checks.<app> TXT and SRV are asked too.
 //  5. sources in no org are REFUSED, and so is an asker of A at another
 //     org's <network>::3; with --default-org, sources in no org see that
 //     org's data only.
@@ -343,7 +345,7 @@ func (c *isoChecker) freshNames(s *Server, w *isoWorld, r *rand.Rand) {
 		src := a.machineSrc()
 		for _, p := range w.onlyElsewhere(a, r) {
 			c.pairs++
-			for _, qt := range []uint16{dns.TypeAAAA, dns.TypeTXT, dns.TypeA, dns.TypeANY} {
+			for _, qt := range []uint16{dns.TypeAAAA, dns.TypeTXT, dns.TypeA, dns.TypeANY, dns.TypeSRV} {
 				got := normalized(ask(s, isoQuery{p[0], qt}, src, meshDNS, UDP))
 				want := normalized(ask(s, isoQuery{p[1], qt}, src, meshDNS, UDP))
 				if got != want {
@@ -378,6 +380,8 @@ type isoMachine struct {
 	ip                            netip.Addr
 	meta                          map[string]string
 	skip                          bool
+	checks                        map[string]string
+	services                      []registry.Service
 }
 
 type isoPeer struct {
@@ -401,7 +405,36 @@ var (
 	isoRegions  = []string{"ams", "syd", "iad", "fra", "nrt", "qxv"} // qxv: unknown
 	isoGroups   = []string{"app", "app", "worker"}
 	isoStates   = append([]string{"started", "started", "started"}, registry.States...)
+	isoChecks   = []string{"http", "pg", "disk_io"}
+	isoServices = []string{"http", "pg", "grpc"}
 )
+
+// genHealth gives m random checks and services (SPEC §5), with names
+// other orgs use and fresh ones.
+func genHealth(r *rand.Rand, m *isoMachine) {
+	if r.IntN(3) > 0 {
+		m.checks = map[string]string{}
+		for range 1 + r.IntN(3) {
+			name := pick(r, isoChecks)
+			if r.IntN(4) == 0 {
+				name = label(r, 5)
+			}
+			m.checks[name] = pick(r, registry.CheckStatuses)
+		}
+	}
+	if r.IntN(3) > 0 {
+		for range 1 + r.IntN(3) {
+			name := pick(r, isoServices)
+			if r.IntN(4) == 0 {
+				name = label(r, 5)
+			}
+			sv := registry.Service{Name: name, Protocol: pick(r, []string{"tcp", "udp"}), Port: 1 + r.IntN(65535)}
+			if !slices.ContainsFunc(m.services, func(x registry.Service) bool { return x.Name == sv.Name && x.Protocol == sv.Protocol }) {
+				m.services = append(m.services, sv)
+			}
+		}
+	}
+}
 
 func label(r *rand.Rand, n int) string {
 	b := make([]byte, n)
@@ -464,6 +497,7 @@ func genWorld(r *rand.Rand) *isoWorld {
 				case 1:
 					m.meta = map[string]string{label(r, 4): label(r, 4)}
 				}
+				genHealth(r, &m)
 				o.machines = append(o.machines, m)
 			}
 		}
@@ -500,9 +534,16 @@ func jsonValue(v any) string {
 }
 
 func (m isoMachine) line(org string) string {
-	return fmt.Sprintf("machines/%s/%s/%s %s", org, m.app, m.id, jsonValue(map[string]any{
+	v := map[string]any{
 		"region": m.region, "ip": m.ip, "state": m.state, "process_group": m.group,
-		"metadata": m.meta, "skip_registration": m.skip}))
+		"metadata": m.meta, "skip_registration": m.skip}
+	if m.checks != nil {
+		v["checks"] = m.checks
+	}
+	if m.services != nil {
+		v["services"] = m.services
+	}
+	return fmt.Sprintf("machines/%s/%s/%s %s", org, m.app, m.id, jsonValue(v))
 }
 
 // text is the registry of every org but skip.
@@ -563,7 +604,8 @@ func (w *isoWorld) foreignTokens(a *isoOrg) map[string]string {
 		own[n] = true
 	}
 	// The keywords of the TXT formats are everyone's.
-	for _, k := range []string{"org", "machine", "peer", "app", "instance", "ip", "region"} {
+	for _, k := range []string{"org", "machine", "peer", "app", "instance", "ip", "region",
+		"passing", "warning", "critical", "none", "vm", "internal", "tcp", "udp"} {
 		own[k] = true
 	}
 	out := map[string]string{}
@@ -588,6 +630,12 @@ func (o *isoOrg) names() []string {
 		names = append(names, m.id, m.group)
 		for k, v := range m.meta {
 			names = append(names, k, v)
+		}
+		for k := range m.checks {
+			names = append(names, k)
+		}
+		for _, sv := range m.services {
+			names = append(names, sv.Name)
 		}
 	}
 	for _, p := range o.peers {
@@ -629,8 +677,14 @@ func (w *isoWorld) queries(r *rand.Rand) []isoQuery {
 		for _, n := range []string{"", "global.", "top1.nearest.of.", "top3.nearest.of."} {
 			addr(n + app + ".internal.")
 		}
-		for _, n := range []string{"vms.", "all.vms.", "regions.", "all.regions."} {
+		for _, n := range []string{"vms.", "all.vms.", "regions.", "all.regions.", "checks."} {
 			txt(n + app + ".internal.")
+		}
+		for _, n := range []string{"_tcp.", "_udp."} {
+			add(n+app+".internal.", dns.TypeSRV)
+		}
+		for _, sv := range w.services(app, r) {
+			add(sv+"."+app+".internal.", dns.TypeSRV, pick(r, []uint16{dns.TypeAAAA, dns.TypeANY, dns.TypeTXT}))
 		}
 		for _, n := range []string{"vm.", "process.", "of.", "nearest.of.", "_metadata.", "kv._metadata.", "all."} {
 			add(n+app+".internal.", dns.TypeAAAA)
@@ -644,6 +698,23 @@ func (w *isoWorld) queries(r *rand.Rand) []isoQuery {
 		addr(p + "._peer.internal.")
 	}
 	return qs
+}
+
+// services are the _<service>._<protocol> labels of one app in any org,
+// and made-up ones.
+func (w *isoWorld) services(app string, r *rand.Rand) []string {
+	ls := []string{"_" + label(r, 5) + "._tcp", "_http._udp"}
+	for _, o := range w.orgs {
+		for _, m := range o.machines {
+			if m.app == app {
+				for _, sv := range m.services {
+					ls = append(ls, "_"+sv.Name+"._"+sv.Protocol)
+				}
+			}
+		}
+	}
+	slices.Sort(ls)
+	return slices.Compact(ls)
 }
 
 // subLabels are the names below one app in any org, and made-up ones:
@@ -685,7 +756,7 @@ func (w *isoWorld) onlyElsewhere(a *isoOrg, r *rand.Rand) [][2]string {
 		for _, app := range b.apps() {
 			if !slices.Contains(ownApps, app) {
 				fresh := label(r, 8)
-				for _, n := range []string{"", "global.", "vms.", "all.vms.", "regions.", "vm.", "of.", "top2.nearest.of.", "_metadata."} {
+				for _, n := range []string{"", "global.", "vms.", "all.vms.", "regions.", "vm.", "of.", "top2.nearest.of.", "_metadata.", "checks.", "_tcp.", "_http._tcp."} {
 					pairs = append(pairs, [2]string{n + app + ".internal.", n + fresh + ".internal."})
 				}
 				pairs = append(pairs, [2]string{app + ".flycast.", fresh + ".flycast."})
@@ -704,6 +775,14 @@ func (w *isoWorld) onlyElsewhere(a *isoOrg, r *rand.Rand) [][2]string {
 				}
 				if !has(app, func(x isoMachine) bool { return x.group == m.group }) {
 					pairs = append(pairs, [2]string{m.group + ".process" + tail, label(r, 7) + ".process" + tail})
+				}
+				for _, sv := range m.services {
+					if !has(app, func(x isoMachine) bool {
+						_, ok := (&registry.Machine{Services: x.services}).Offers(sv.Name, sv.Protocol)
+						return ok
+					}) {
+						pairs = append(pairs, [2]string{"_" + sv.Name + "._" + sv.Protocol + tail, "_" + label(r, 7) + "._" + sv.Protocol + tail})
+					}
 				}
 				for k, v := range m.meta {
 					if !has(app, func(x isoMachine) bool { _, ok := x.meta[k]; return ok }) {
@@ -740,6 +819,11 @@ func (o *isoOrg) mutation(r *rand.Rand, rev int64, w *isoWorld) []registry.Event
 		m := pick(r, o.machines)
 		m.state = pick(r, registry.States)
 		evs = append(evs, ev(m.line(o.name)))
+		// A health check or service change, as meshctl machine check makes.
+		h := pick(r, o.machines)
+		genHealth(r, &h)
+		h.checks = map[string]string{pick(r, isoChecks): pick(r, registry.CheckStatuses)}
+		evs = append(evs, ev(h.line(o.name)))
 		d := pick(r, o.machines)
 		evs = append(evs, registry.Event{Key: registry.DefaultPrefix + fmt.Sprintf("machines/%s/%s/%s", o.name, d.app, d.id), Delete: true, ModRevision: rev})
 	}

@@ -160,7 +160,13 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
 	}
+	tc, nAnswer, nNs := m.Truncated, len(m.Answer), len(m.Ns)
 	m.Truncate(size)
+	if !tc && len(m.Answer) == nAnswer && len(m.Ns) == nNs {
+		// Only additional records (SRV targets' AAAA) were left out: the
+		// answer is whole, so no retry over TCP is due (RFC 2181 §9).
+		m.Truncated = false
+	}
 	// Always compress (Truncate turns it off for replies that fit without):
 	// smaller replies, and the cached path relies on owner names pointing
 	// at the question.
@@ -204,6 +210,8 @@ func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo, size
 	m.Rcode = res.Rcode
 	m.Answer = res.Answer
 	m.Ns = res.Ns
+	m.Extra = append(m.Extra, res.Extra...)
+	info.FailOpen = res.FailOpen
 }
 
 // forward answers a name outside our zones from the upstream resolvers, or

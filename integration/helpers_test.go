@@ -41,6 +41,13 @@ type (
 		ProcessGroup     string            `json:"process_group,omitempty"`
 		Metadata         map[string]string `json:"metadata,omitempty"`
 		SkipRegistration bool              `json:"skip_registration,omitempty"`
+		Checks           map[string]string `json:"checks,omitempty"`
+		Services         []service         `json:"services,omitempty"`
+	}
+	service struct {
+		Name     string `json:"name"`
+		Protocol string `json:"protocol"`
+		Port     int    `json:"port"`
 	}
 	peer struct {
 		Org    string `json:"org"`

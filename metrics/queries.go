@@ -28,6 +28,7 @@ type queryMetrics struct {
 	table     [][][2]atomic.Pointer[counterRef] // [qtype][rcode][transport]
 	duration  [2][]prometheus.Observer          // [transport][source]
 	truncated [2]prometheus.Counter
+	failOpen  prometheus.Counter
 	forwarded *prometheus.CounterVec
 	fwdByRc   []atomic.Pointer[counterRef]
 	cache     hitCounters
@@ -60,7 +61,9 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 	trunc := newCounterVec("dns", "truncated_responses_total",
 		"Replies sent with the TC bit (the client should retry over TCP).",
 		"transport")
-	reg.MustRegister(m.forwarded, &queryCollector{m: m, inner: []prometheus.Collector{m.requests, m.cache.hits, m.cache.misses, dur, trunc}})
+	m.failOpen = prometheus.NewCounter(counterOpts("dns", "fail_open_answers_total",
+		"Health-aware answers that hold every started machine of the name because none of them is healthy (SPEC §5: fail open)."))
+	reg.MustRegister(m.forwarded, &queryCollector{m: m, inner: []prometheus.Collector{m.requests, m.cache.hits, m.cache.misses, dur, trunc, m.failOpen}})
 
 	m.table = make([][][2]atomic.Pointer[counterRef], len(qtypeLabels)+1)
 	for i := range m.table {
@@ -88,6 +91,9 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 		tr = 1
 	}
 	qi, ri := qtypeIndex(q.Qtype), rcodeIndex(q.Rcode)
+	if q.FailOpen {
+		m.failOpen.Inc() // rare: every started machine of a name critical
+	}
 	if q.Cached && !q.Forwarded && tr == 0 {
 		m.lane.observe(q.Worker, qi, ri, q.Duration, q.Truncated)
 		return

@@ -66,3 +66,15 @@ func BenchmarkObserveQuery(b *testing.B) {
 		}
 	})
 }
+
+// Fail-open answers (SPEC §5) are counted however they were served:
+// computed, from a UDP worker's cache, over TCP.
+func TestFailOpenAnswersAreCounted(t *testing.T) {
+	m := New()
+	obs := m.Queries()
+	obs.ObserveQuery(dnsserver.QueryInfo{Qtype: dns.TypeAAAA, Rcode: dns.RcodeSuccess, Transport: dnsserver.UDP, Org: "acme", FailOpen: true})
+	obs.ObserveQuery(dnsserver.QueryInfo{Qtype: dns.TypeAAAA, Rcode: dns.RcodeSuccess, Transport: dnsserver.UDP, Org: "acme", FailOpen: true, Cached: true, Worker: 1})
+	obs.ObserveQuery(dnsserver.QueryInfo{Qtype: dns.TypeSRV, Rcode: dns.RcodeSuccess, Transport: dnsserver.TCP, Org: "acme", FailOpen: true})
+	obs.ObserveQuery(dnsserver.QueryInfo{Qtype: dns.TypeAAAA, Rcode: dns.RcodeSuccess, Transport: dnsserver.UDP, Org: "acme"})
+	wantValue(t, m.Registry(), 3, "meshdns_dns_fail_open_answers_total")
+}

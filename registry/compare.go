@@ -303,7 +303,8 @@ func (c *comparer) finish() []string {
 func sameMachine(a, b *Machine) bool {
 	return a.Org == b.Org && a.App == b.App && a.ID == b.ID && a.Region == b.Region && a.IP == b.IP &&
 		a.State == b.State && a.ProcessGroup == b.ProcessGroup && a.SkipRegistration == b.SkipRegistration &&
-		maps.Equal(a.Metadata, b.Metadata) && a.UpdatedAt.Equal(b.UpdatedAt)
+		maps.Equal(a.Metadata, b.Metadata) && a.UpdatedAt.Equal(b.UpdatedAt) &&
+		maps.Equal(a.Checks, b.Checks) && slices.Equal(a.Services, b.Services)
 }
 
 func samePeer(a, b *Peer) bool {

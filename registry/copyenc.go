@@ -130,6 +130,34 @@ func appendMachineLine(b []byte, m *Machine) ([]byte, error) {
 		b = append(b, `,"skip_registration":true`...)
 	}
 	b, ok := appendTime(b, m.UpdatedAt)
+	if len(m.Checks) > 0 {
+		b = append(b, `,"checks":{`...)
+		for i, k := range slices.Sorted(maps.Keys(m.Checks)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, m.Checks[k])
+		}
+		b = append(b, '}')
+	}
+	if len(m.Services) > 0 {
+		b = append(b, `,"services":[`...)
+		for i, sv := range m.Services {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"name":`...)
+			b = appendString(b, sv.Name)
+			b = append(b, `,"protocol":`...)
+			b = appendString(b, sv.Protocol)
+			b = append(b, `,"port":`...)
+			b = strconv.AppendInt(b, int64(sv.Port), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	if !ok || !m.IP.IsValid() {
 		return appendJSONLine(b[:start], []any{MachineKey(m.Org, m.App, m.ID).Path(), m})
 	}

@@ -75,6 +75,18 @@ func TestCopyLinesMatchEncodingJSON(t *testing.T) {
 				m.Metadata[str()] = str()
 			}
 		}
+		if rng.IntN(3) == 0 {
+			m.Checks = map[string]string{}
+			for range rng.IntN(4) {
+				m.Checks[str()] = pick(CheckPassing, CheckCritical, "a\"b")
+			}
+		}
+		if rng.IntN(3) == 0 {
+			m.Services = []Service{}
+			for range rng.IntN(4) {
+				m.Services = append(m.Services, Service{Name: str(), Protocol: pick("tcp", "udp", "<x>"), Port: rng.IntN(70000)})
+			}
+		}
 		got := lineOrError(appendMachineLine([]byte("prefix"), m))
 		if len(got) > 6 {
 			got = got[len("prefix"):]

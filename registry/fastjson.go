@@ -214,9 +214,129 @@ func decodeMachineFast(data []byte, m *Machine) bool {
 			return true
 		case "updated_at":
 			return s.time(&m.UpdatedAt) && once(&seen, 64)
+		case "checks":
+			if !once(&seen, 128) {
+				return false
+			}
+			cs := map[string]string{}
+			m.Checks = cs
+			return s.members(func(k, v []byte) bool {
+				if _, dup := cs[string(k)]; dup {
+					return false
+				}
+				cs[string(k)] = internCheck(v)
+				return true
+			})
+		case "services":
+			return once(&seen, 256) && s.services(&m.Services)
 		}
 		return false
 	})
+}
+
+// internCheck returns the constant for a known check status.
+func internCheck(b []byte) string {
+	for _, st := range CheckStatuses {
+		if string(b) == st {
+			return st
+		}
+	}
+	return string(b)
+}
+
+// services reads [{"name":"http","protocol":"tcp","port":8080},...]: each
+// field exactly once, in any order, the port a plain decimal. Anything
+// else gives up (a missing field, which encoding/json leaves zero,
+// included: it is never valid anyway).
+func (s *scanner) services(out *[]Service) bool {
+	if !s.next('[') {
+		return false
+	}
+	svcs := []Service{}
+	*out = svcs
+	if s.next(']') {
+		return true
+	}
+	for {
+		if !s.next('{') || s.next('}') {
+			return false
+		}
+		var sv Service
+		var seen uint32
+		for {
+			key, ok := s.str()
+			if !ok || !s.next(':') {
+				return false
+			}
+			switch string(key) {
+			case "name":
+				b, ok := s.str()
+				if !ok || !once(&seen, 1) {
+					return false
+				}
+				sv.Name = string(b)
+			case "protocol":
+				b, ok := s.str()
+				if !ok || !once(&seen, 2) {
+					return false
+				}
+				switch string(b) {
+				case "tcp":
+					sv.Protocol = "tcp"
+				case "udp":
+					sv.Protocol = "udp"
+				default:
+					sv.Protocol = string(b)
+				}
+			case "port":
+				if !s.port(&sv.Port) || !once(&seen, 4) {
+					return false
+				}
+			default:
+				return false
+			}
+			if s.next('}') {
+				break
+			}
+			if !s.next(',') {
+				return false
+			}
+		}
+		if seen != 7 {
+			return false
+		}
+		svcs = append(svcs, sv)
+		*out = svcs
+		if s.next(']') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// port reads a JSON integer 0..99999 with no sign, fraction or exponent.
+func (s *scanner) port(p *int) bool {
+	s.ws()
+	start, n := s.i, 0
+	for s.i < len(s.data) && s.data[s.i] >= '0' && s.data[s.i] <= '9' && s.i-start < 5 {
+		n = n*10 + int(s.data[s.i]-'0')
+		s.i++
+	}
+	d := s.i - start
+	if d == 0 || d > 1 && s.data[start] == '0' {
+		return false
+	}
+	if s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r', ',', '}':
+		default:
+			return false // a sixth digit, '.', 'e'...
+		}
+	}
+	*p = n
+	return true
 }
 
 // members reads a nested object of string values, {"k":"v",...}, handing

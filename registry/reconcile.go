@@ -135,6 +135,8 @@ func servedOrg(o *Org, out map[string]any) {
 		for _, m := range a.Machines {
 			mv := *m
 			mv.Metadata = maps.Clone(m.Metadata)
+			mv.Checks = maps.Clone(m.Checks)
+			mv.Services = slices.Clone(m.Services)
 			out[MachineKey(o.Name, an, m.ID).Path()] = mv
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // MeshRange is the range every organisation's network lies in.
@@ -158,6 +159,80 @@ func CheckWireGuardKey(field, s string) error {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(b) != 32 {
 		return fmt.Errorf("%s %q: must be a WireGuard key (32 bytes, base64)", field, s)
+	}
+	return nil
+}
+
+// CheckCheckName checks a health check's name: [a-z0-9_-], 1–63 bytes.
+func CheckCheckName(s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("check name %q: must be 1 to 63 bytes long", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("check name %q: only lowercase letters, digits, '-' and '_' are allowed", s)
+		}
+	}
+	return nil
+}
+
+// CheckStatuses lists the valid statuses of a health check.
+var CheckStatuses = []string{CheckPassing, CheckWarning, CheckCritical}
+
+// CheckCheckStatus checks the status of health check name.
+func CheckCheckStatus(name, s string) error {
+	if s == CheckPassing || s == CheckWarning || s == CheckCritical {
+		return nil
+	}
+	return fmt.Errorf("check %s: status %q must be one of %v", name, s, CheckStatuses)
+}
+
+// CheckServiceName checks a service name as RFC 6335 §5.1 has it:
+// [a-z0-9-], 1–15 bytes, at least one letter, no leading or trailing '-'
+// and no "--".
+func CheckServiceName(s string) error {
+	if len(s) == 0 || len(s) > 15 {
+		return fmt.Errorf("service name %q: must be 1 to 15 bytes long", s)
+	}
+	letter := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			letter = true
+		case c >= '0' && c <= '9', c == '-':
+		default:
+			return fmt.Errorf("service name %q: only lowercase letters, digits and '-' are allowed", s)
+		}
+	}
+	if !letter {
+		return fmt.Errorf("service name %q: must contain a letter", s)
+	}
+	if s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
+		return fmt.Errorf("service name %q: must not start or end with '-' or hold \"--\"", s)
+	}
+	return nil
+}
+
+// CheckServices checks a machine's services: valid names, tcp or udp,
+// ports 1–65535, each name/protocol pair at most once.
+func CheckServices(svcs []Service) error {
+	for i, sv := range svcs {
+		if err := CheckServiceName(sv.Name); err != nil {
+			return err
+		}
+		if sv.Protocol != "tcp" && sv.Protocol != "udp" {
+			return fmt.Errorf("service %s: protocol %q must be tcp or udp", sv.Name, sv.Protocol)
+		}
+		if sv.Port < 1 || sv.Port > 65535 {
+			return fmt.Errorf("service %s/%s: port %d must be between 1 and 65535", sv.Name, sv.Protocol, sv.Port)
+		}
+		for _, o := range svcs[:i] {
+			if o.Name == sv.Name && o.Protocol == sv.Protocol {
+				return fmt.Errorf("service %s/%s: declared twice", sv.Name, sv.Protocol)
+			}
+		}
 	}
 	return nil
 }

@@ -244,7 +244,7 @@ func TestDecode(t *testing.T) {
 		{"machine", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"started","process_group":"worker","metadata":{"role":"primary"},"skip_registration":true,"updated_at":"2025-03-01T12:00:00Z"}`,
 			&Machine{Org: "acme", App: "web", ID: "3d8d9e0b2ee489", Region: "ams", IP: netip.MustParseAddr("fdaa:0:18:a7b:1::2"),
 				State: "started", ProcessGroup: "worker", Metadata: map[string]string{"role": "primary"}, SkipRegistration: true, UpdatedAt: updated}, ""},
-		{"machine default process group, unknown fields", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"stopped","cpu_kind":"shared","checks":[1,2]}`,
+		{"machine default process group, unknown fields", machine, `{"region":"ams","ip":"fdaa:0:18:a7b:1::2","state":"stopped","cpu_kind":"shared","volumes":[1,2]}`,
 			&Machine{Org: "acme", App: "web", ID: "3d8d9e0b2ee489", Region: "ams", IP: netip.MustParseAddr("fdaa:0:18:a7b:1::2"),
 				State: "stopped", ProcessGroup: "app"}, ""},
 		{"machine no region", machine, `{"ip":"fdaa:0:18:a7b:1::2","state":"started"}`, nil, `region ""`},
@@ -343,5 +343,71 @@ func TestValidateNames(t *testing.T) {
 		{"region code", &Region{Code: "top"}, `region "top"|reserved`},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkErr(t, tc.v.Validate(), tc.err) })
+	}
+}
+
+// TestDecodeChecksAndServices: checks and services in machine values are
+// validated like every other field (SPEC §5), with an error naming the
+// field, the value and the rule.
+func TestDecodeChecksAndServices(t *testing.T) {
+	k := MachineKey("acme", "web", "3d8d9e0b2ee489")
+	const base = `{"region":"ams","ip":"fdaa:0:18::2","state":"started"`
+	for _, tc := range []struct {
+		name, extra, err string
+	}{
+		{"no checks", ``, ""},
+		{"checks ok", `,"checks":{"http":"passing","pg_1":"critical","disk-io":"warning"}`, ""},
+		{"empty checks", `,"checks":{}`, ""},
+		{"check name 63", `,"checks":{"` + strings.Repeat("a", 63) + `":"passing"}`, ""},
+		{"check name 64", `,"checks":{"` + strings.Repeat("a", 64) + `":"passing"}`, "check name|1 to 63 bytes"},
+		{"check name empty", `,"checks":{"":"passing"}`, `check name ""|1 to 63 bytes`},
+		{"check name upper", `,"checks":{"HTTP":"passing"}`, `check name "HTTP"|lowercase letters, digits, '-' and '_'`},
+		{"check name dot", `,"checks":{"a.b":"passing"}`, `check name "a.b"`},
+		{"check status", `,"checks":{"http":"ok"}`, `check http|status "ok"|passing warning critical`},
+		{"check status case", `,"checks":{"http":"Passing"}`, `status "Passing"`},
+		{"check status number", `,"checks":{"http":1}`, "not valid JSON"},
+		{"first bad check in order", `,"checks":{"z":"bad","a":"worse"}`, `check a|"worse"`},
+		{"services ok", `,"services":[{"name":"http","protocol":"tcp","port":8080},{"name":"dns","protocol":"udp","port":53},{"name":"dns","protocol":"tcp","port":53}]`, ""},
+		{"service name 15", `,"services":[{"name":"abcdefghijklmno","protocol":"tcp","port":1}]`, ""},
+		{"service name 16", `,"services":[{"name":"abcdefghijklmnop","protocol":"tcp","port":1}]`, "service name|1 to 15 bytes"},
+		{"service name digits", `,"services":[{"name":"8080","protocol":"tcp","port":1}]`, `service name "8080"|letter`},
+		{"service name underscore", `,"services":[{"name":"my_svc","protocol":"tcp","port":1}]`, `"my_svc"|lowercase`},
+		{"service name upper", `,"services":[{"name":"HTTP","protocol":"tcp","port":1}]`, `"HTTP"|lowercase`},
+		{"service name hyphen end", `,"services":[{"name":"http-","protocol":"tcp","port":1}]`, `"http-"|'-'`},
+		{"service name double hyphen", `,"services":[{"name":"a--b","protocol":"tcp","port":1}]`, `"a--b"|"--"`},
+		{"service name missing", `,"services":[{"protocol":"tcp","port":1}]`, `service name ""`},
+		{"service protocol", `,"services":[{"name":"http","protocol":"sctp","port":80}]`, `service http|"sctp"|tcp or udp`},
+		{"service protocol case", `,"services":[{"name":"http","protocol":"TCP","port":80}]`, `"TCP"`},
+		{"service port 0", `,"services":[{"name":"http","protocol":"tcp","port":0}]`, "http/tcp|port 0|1 and 65535"},
+		{"service port 65536", `,"services":[{"name":"http","protocol":"tcp","port":65536}]`, "port 65536"},
+		{"service port 65535", `,"services":[{"name":"http","protocol":"tcp","port":65535}]`, ""},
+		{"service port string", `,"services":[{"name":"http","protocol":"tcp","port":"80"}]`, "not valid JSON"},
+		{"service twice", `,"services":[{"name":"http","protocol":"tcp","port":80},{"name":"http","protocol":"tcp","port":81}]`, "http/tcp|declared twice"},
+		{"services not a list", `,"services":{"name":"http"}`, "not valid JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(k, []byte(base+tc.extra+"}"))
+			checkErr(t, err, tc.err)
+		})
+	}
+}
+
+func TestMachineHealth(t *testing.T) {
+	for _, tc := range []struct {
+		state   string
+		checks  map[string]string
+		healthy bool
+		worst   string
+	}{
+		{StateStarted, nil, true, "none"},
+		{StateStarted, map[string]string{"a": "passing"}, true, "passing"},
+		{StateStarted, map[string]string{"a": "passing", "b": "warning"}, true, "warning"},
+		{StateStarted, map[string]string{"a": "passing", "b": "warning", "c": "critical"}, false, "critical"},
+		{StateStopped, nil, false, "none"},
+	} {
+		m := &Machine{State: tc.state, Checks: tc.checks}
+		if m.Healthy() != tc.healthy || m.WorstCheck() != tc.worst {
+			t.Errorf("%s %v: healthy %v worst %s, want %v %s", tc.state, tc.checks, m.Healthy(), m.WorstCheck(), tc.healthy, tc.worst)
+		}
 	}
 }

@@ -40,6 +40,70 @@ type Machine struct {
 	Metadata         map[string]string `json:"metadata,omitempty"`
 	SkipRegistration bool              `json:"skip_registration,omitempty"`
 	UpdatedAt        time.Time         `json:"updated_at,omitzero"`
+	// Checks maps a health check's name to its status (SPEC §5):
+	// CheckPassing, CheckWarning or CheckCritical.
+	Checks map[string]string `json:"checks,omitempty"`
+	// Services are the services the machine offers, for SRV (SPEC §5).
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is one service a machine offers: _<name>._<protocol>.<app>.internal SRV.
+type Service struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"`
+	Port     int    `json:"port"`
+}
+
+// Check statuses, from best to worst.
+const (
+	CheckPassing  = "passing"
+	CheckWarning  = "warning"
+	CheckCritical = "critical"
+)
+
+// Healthy reports whether the machine is started with no critical check
+// (no checks at all counts as healthy).
+func (m *Machine) Healthy() bool {
+	if !m.Started() {
+		return false
+	}
+	for _, st := range m.Checks {
+		if st == CheckCritical {
+			return false
+		}
+	}
+	return true
+}
+
+// WorstCheck is the worst status among the machine's checks, or "none"
+// when it has none (checks.<app>.internal).
+func (m *Machine) WorstCheck() string {
+	worst := ""
+	for _, st := range m.Checks {
+		switch {
+		case st == CheckCritical:
+			return CheckCritical
+		case st == CheckWarning:
+			worst = CheckWarning
+		case worst == "":
+			worst = st
+		}
+	}
+	if worst == "" {
+		return "none"
+	}
+	return worst
+}
+
+// Offers reports whether the machine declares service name over protocol,
+// and on which port.
+func (m *Machine) Offers(name, protocol string) (port int, ok bool) {
+	for _, s := range m.Services {
+		if s.Name == name && s.Protocol == protocol {
+			return s.Port, true
+		}
+	}
+	return 0, false
 }
 
 // Started reports whether the machine is in state started: only started
@@ -194,7 +258,19 @@ func (m *Machine) Validate() error {
 			badKey, err = k, e
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	badKey = ""
+	for k, v := range m.Checks {
+		if e := firstErr(CheckCheckName(k), CheckCheckStatus(k, v)); e != nil && (err == nil || k < badKey) {
+			badKey, err = k, e
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return CheckServices(m.Services)
 }
 
 // Validate checks a peer value on its own.

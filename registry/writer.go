@@ -198,7 +198,31 @@ func (w *Writer) SetMachineState(ctx context.Context, org, app, id, state string
 	if err := CheckState(state); err != nil {
 		return err
 	}
-	k := MachineKey(org, app, id)
+	return w.rewriteMachine(ctx, MachineKey(org, app, id), func(*Machine) (string, any, error) { return "state", state, nil })
+}
+
+// SetMachineCheck sets the status of one health check of a machine
+// (passing, warning or critical), keeping its other checks, the rest of
+// its value and its lease.
+func (w *Writer) SetMachineCheck(ctx context.Context, org, app, id, check, status string) error {
+	if err := firstErr(CheckCheckName(check), CheckCheckStatus(check, status)); err != nil {
+		return err
+	}
+	return w.rewriteMachine(ctx, MachineKey(org, app, id), func(m *Machine) (string, any, error) {
+		checks := map[string]string{}
+		for k, v := range m.Checks {
+			checks[k] = v
+		}
+		checks[check] = status
+		return "checks", checks, nil
+	})
+}
+
+// rewriteMachine sets one field of a machine's stored value (and stamps
+// it), with a compare-and-swap on its revision, keeping its lease and any
+// fields a newer writer added that this one does not know (SPEC §3). set
+// is given the current value and returns the field and its new value.
+func (w *Writer) rewriteMachine(ctx context.Context, k Key, set func(*Machine) (string, any, error)) error {
 	for attempt := 0; attempt < 10; attempt++ {
 		resp, err := w.cli.Get(ctx, w.key(k))
 		if err != nil {
@@ -208,21 +232,24 @@ func (w *Writer) SetMachineState(ctx context.Context, org, app, id, state string
 			return fmt.Errorf("machine %s: %w", k, ErrNotFound)
 		}
 		kv := resp.Kvs[0]
-		if _, err := Decode(k, kv.Value); err != nil {
+		v, err := Decode(k, kv.Value)
+		if err != nil {
 			return fmt.Errorf("machine %s holds an invalid value (%v); put it again in full", k, err)
 		}
-		// Rewrite only the state and the stamp, keeping fields a newer
-		// writer added that this one does not know (SPEC §3).
+		field, value, err := set(v.(*Machine))
+		if err != nil {
+			return err
+		}
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(kv.Value, &fields); err != nil {
 			return fmt.Errorf("machine %s: %w", k, err)
 		}
 		for name := range fields {
-			if strings.EqualFold(name, "state") || strings.EqualFold(name, "updated_at") {
+			if strings.EqualFold(name, field) || strings.EqualFold(name, "updated_at") {
 				delete(fields, name) // json matches names case-insensitively
 			}
 		}
-		fields["state"], _ = json.Marshal(state)
+		fields[field], _ = json.Marshal(value)
 		fields["updated_at"], _ = json.Marshal(w.now().UTC())
 		data, err := json.Marshal(fields)
 		if err != nil {

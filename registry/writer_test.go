@@ -82,6 +82,18 @@ func TestWriterToStore(t *testing.T) {
 		t.Errorf("List = %d entries (%v)", len(list), err)
 	}
 
+	// SetMachineCheck sets one check, keeping the others and the rest.
+	must(w.SetMachineCheck(ctx, "acme", "web", "0a2", "http", CheckPassing))
+	must(w.SetMachineCheck(ctx, "acme", "web", "0a2", "pg", CheckCritical))
+	must(w.SetMachineCheck(ctx, "acme", "web", "0a2", "http", CheckWarning))
+	got, err = w.Get(ctx, MachineKey("acme", "web", "0a2"))
+	if gm, _ := got.(*Machine); err != nil || gm.ProcessGroup != "worker" || gm.Metadata["role"] != "primary" ||
+		len(gm.Checks) != 2 || gm.Checks["http"] != CheckWarning || gm.Checks["pg"] != CheckCritical {
+		t.Errorf("after SetMachineCheck: %+v, %v", got, err)
+	}
+	if err := w.SetMachineCheck(ctx, "acme", "web", "0a2", "http", "down"); err == nil || !strings.Contains(err.Error(), `status "down"`) {
+		t.Errorf("SetMachineCheck with status down: %v", err)
+	}
 	must(w.SetMachineState(ctx, "acme", "web", "0a1", StateStopped))
 	waitDump(t, s, strings.Replace(acmeAll, "0a1 ams started", "0a1 ams stopped", 1)+beta+global)
 	must(w.Delete(ctx, MachineKey("acme", "web", "0a1")))

@@ -123,6 +123,15 @@ func (r *responder) answer(t target) Result {
 			return r.nxdomain()
 		}
 		return r.nodata()
+	case checkList:
+		return r.text(',', func() string { return checksText(app) })
+	case srvName:
+		return r.srv(app, t.arg, t.val)
+	case entProto:
+		if !anyMachine(app, hasProtocol, t.val) {
+			return r.nxdomain()
+		}
+		return r.nodata()
 	case entMetaKey:
 		if !anyMachine(app, hasMetadataKey, t.arg) {
 			return r.nxdomain()
@@ -172,10 +181,11 @@ func (r *responder) text(sep byte, build func() string) Result {
 // machines answers an AAAA name that stands for the started machines of
 // app matching f, nearest first, at most limit of them (0: all). The name
 // exists while a deployed machine matches (for the whole app: while the
-// app exists), even if none is started.
+// app exists), even if none is started. Health-aware (SPEC §5), it answers
+// the healthy ones among them, or all of them when none is (fail open).
 func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 	want := r.q.Qtype == dns.TypeAAAA
-	exists, n := f.scan(app, want)
+	exists, n, healthy := f.scan(app, want)
 	if !exists {
 		return r.nxdomain()
 	}
@@ -184,6 +194,31 @@ func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 	}
 	if n == 0 {
 		return r.nodata()
+	}
+	var buf [MaxTop]ranked
+	rs, failOpen := r.rank(&buf, app, f, limit, n, healthy)
+	res := r.positive(aaaaRecords(r.q.Name, r.cfg.TTL, rs))
+	res.FailOpen = failOpen
+	return res
+}
+
+// rank picks the machines of app matching f that an answer holds — the
+// n started ones, or the healthy ones of them when health counts and
+// there are any — and returns them nearest first, at most limit (0: all,
+// and never more than could fit in the reply). failOpen says that health
+// counts but none of the started machines is healthy. A short answer is
+// kept in buf.
+func (r *responder) rank(buf *[MaxTop]ranked, app *registry.App, f filter, limit, n, healthy int) (rs []ranked, failOpen bool) {
+	healthOnly := !r.cfg.IgnoreHealth && healthy > 0 && healthy < n
+	failOpen = !r.cfg.IgnoreHealth && healthy == 0
+	if healthOnly {
+		n = healthy
+	}
+	pick := func(m *registry.Machine) bool {
+		if healthOnly {
+			return m.Healthy() && f.match(m)
+		}
+		return m.Started() && f.match(m)
 	}
 	var regs map[string]*registry.Region
 	if r.snap != nil {
@@ -197,18 +232,17 @@ func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 		limit = fit
 	}
 	if limit > 0 && limit < n && limit <= MaxTop {
-		var buf [MaxTop]ranked
 		best := buf[:0]
 		for _, m := range app.Machines {
-			if m.Started() && f.match(m) {
+			if pick(m) {
 				best = keepBest(best, rankOf(m, &o, seed), limit)
 			}
 		}
-		return r.positive(aaaaRecords(r.q.Name, r.cfg.TTL, best))
+		return best, failOpen
 	}
-	rs := make([]ranked, 0, n)
+	rs = make([]ranked, 0, n)
 	for _, m := range app.Machines {
-		if m.Started() && f.match(m) {
+		if pick(m) {
 			rs = append(rs, rankOf(m, &o, seed))
 		}
 	}
@@ -217,7 +251,32 @@ func (r *responder) machines(app *registry.App, f filter, limit int) Result {
 	} else {
 		sortRanked(rs)
 	}
-	return r.positive(aaaaRecords(r.q.Name, r.cfg.TTL, rs))
+	return rs, failOpen
+}
+
+// srv answers _<service>._<protocol>.<app>: one SRV record per machine
+// that offers the service and is picked as for an AAAA name, in that
+// order, the priority being the rank of the machine's distance class; the
+// targets' AAAA records go in the additional section (the server drops
+// those that do not fit).
+func (r *responder) srv(app *registry.App, service, protocol string) Result {
+	f := filter{by: byService, a: service, b: protocol}
+	exists, n, healthy := f.scan(app, r.q.Qtype == dns.TypeSRV)
+	if !exists {
+		return r.nxdomain()
+	}
+	if ok, res := r.asks(dns.TypeSRV); !ok {
+		return res
+	}
+	if n == 0 {
+		return r.nodata()
+	}
+	var buf [MaxTop]ranked
+	rs, failOpen := r.rank(&buf, app, f, 0, n, healthy)
+	res := r.positive(srvRecords(r.q.Name, r.cfg.TTL, app.Name, service, protocol, rs))
+	res.Extra = targetRecords(r.cfg.TTL, app.Name, rs)
+	res.FailOpen = failOpen
+	return res
 }
 
 // positive is NOERROR with rrs, or NODATA when rrs is empty.

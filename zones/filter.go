@@ -11,10 +11,11 @@ type filter struct {
 type filterBy uint8
 
 const (
-	byNone   filterBy = iota // every machine of the app
-	byRegion                 // <region>.<app>
-	byGroup                  // <group>.process.<app>
-	byMeta                   // <value>.<key>.kv._metadata.<app>
+	byNone    filterBy = iota // every machine of the app
+	byRegion                  // <region>.<app>
+	byGroup                   // <group>.process.<app>
+	byMeta                    // <value>.<key>.kv._metadata.<app>
+	byService                 // _<service>._<protocol>.<app>: a is the service, b the protocol
 )
 
 func (f filter) match(m *registry.Machine) bool {
@@ -26,15 +27,19 @@ func (f filter) match(m *registry.Machine) bool {
 	case byMeta:
 		v, ok := m.Metadata[f.a]
 		return ok && v == f.b
+	case byService:
+		_, ok := m.Offers(f.a, f.b)
+		return ok
 	}
 	return true
 }
 
 // scan reports whether the name exists — a deployed machine matches, or
 // for the whole app, the app exists at all — and, when count is set, how
-// many started machines match. Without count it stops at the first match,
-// so a TXT or A question for such a name costs little.
-func (f filter) scan(app *registry.App, count bool) (exists bool, started int) {
+// many started machines match and how many of those are healthy. Without
+// count it stops at the first match, so a TXT or A question for such a
+// name costs little.
+func (f filter) scan(app *registry.App, count bool) (exists bool, started, healthy int) {
 	exists = f.by == byNone
 	for _, m := range app.Machines {
 		if !f.match(m) {
@@ -42,13 +47,26 @@ func (f filter) scan(app *registry.App, count bool) (exists bool, started int) {
 		}
 		exists = true
 		if !count {
-			return true, 0
+			return true, 0, 0
 		}
 		if m.Started() {
 			started++
+			if m.Healthy() {
+				healthy++
+			}
 		}
 	}
-	return exists, started
+	return exists, started, healthy
+}
+
+// hasProtocol reports whether m declares a service over protocol.
+func hasProtocol(m *registry.Machine, protocol string) bool {
+	for _, s := range m.Services {
+		if s.Protocol == protocol {
+			return true
+		}
+	}
+	return false
 }
 
 // anyMachine reports whether a deployed machine of app satisfies pred.

@@ -15,8 +15,9 @@ apps/acme/web {"flycast":"fdaa:0:18:0:1::5"}
 apps/acme/empty {}
 machines/acme/web/3d8d9e0b2ee489 {"region":"ams","ip":"fdaa:0:18:1::1","state":"started","metadata":{"role":"primary"}}
 machines/acme/web/5683d9e7c01e18 {"region":"lhr","ip":"fdaa:0:18:1::2","state":"stopped","process_group":"cron"}
-machines/acme/web/91857540f44d68 {"region":"zzz","ip":"fdaa:0:18:1::3","state":"started"}
-machines/other/web/e784079b449483 {"region":"iad","ip":"fdaa:0:19:1::1","state":"started"}
+machines/acme/web/91857540f44d68 {"region":"zzz","ip":"fdaa:0:18:1::3","state":"started","checks":{"http":"critical"},"services":[{"name":"http","protocol":"tcp","port":80}]}
+machines/acme/web/a1857540f44d68 {"region":"fra","ip":"fdaa:0:18:1::4","state":"started","checks":{"http":"passing"},"services":[{"name":"http","protocol":"tcp","port":80}]}
+machines/other/web/e784079b449483 {"region":"iad","ip":"fdaa:0:19:1::1","state":"started","services":[{"name":"ssh","protocol":"tcp","port":22}]}
 peers/acme/laptop {"ip":"fdaa:0:18:9::1","region":"ams"}
 regions/xyz {"lat":50.9,"lon":4.48}
 `
@@ -30,8 +31,12 @@ func FuzzAnswer(f *testing.F) {
 		"web.internal.", "vms.web.internal.", "top3.nearest.of.web.internal.",
 		"primary.role.kv._metadata.web.internal.", "_instances.internal.",
 		"internal.", "web.flycast.", `a\.internal.`, "..internal.",
+		"checks.web.internal.", "_tcp.web.internal.",
 	} {
 		f.Add([]byte(s), dns.TypeAAAA)
+	}
+	for _, s := range []string{"_http._tcp.web.internal.", "_ssh._tcp.web.internal.", "_http._udp.web.internal.", "_._tcp.web.internal."} {
+		f.Add([]byte(s), dns.TypeSRV)
 	}
 	snap := mustSnap(f, fuzzRegistry)
 	a := askerAt(f, snap, "fdaa:0:18:9::1")

@@ -217,8 +217,19 @@ func parseGoldenConfig(args string) (Config, error) {
 			}
 		case "region":
 			c.ServerRegion = v
+		case "health":
+			if v != "on" && v != "off" {
+				return c, fmt.Errorf("config health=%q: want on or off", v)
+			}
+			c.IgnoreHealth = v == "off"
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return c, fmt.Errorf("config size: %v", err)
+			}
+			c.ReplySize = n
 		default:
-			return c, fmt.Errorf("config: unknown setting %q (want ttl=, negttl=, region=)", k)
+			return c, fmt.Errorf("config: unknown setting %q (want ttl=, negttl=, region=, health=, size=)", k)
 		}
 	}
 	return c, nil
@@ -280,6 +291,12 @@ func formatResult(res Result) []string {
 	for _, rr := range res.Ns {
 		out = append(out, "authority "+rrText(rr))
 	}
+	for _, rr := range res.Extra {
+		out = append(out, "additional "+rrText(rr))
+	}
+	if res.FailOpen {
+		out = append(out, "failopen")
+	}
 	return out
 }
 
@@ -295,18 +312,18 @@ func canonical(lines []string) ([]string, error) {
 	for _, l := range lines {
 		word, rest, _ := strings.Cut(l, " ")
 		switch word {
-		case "outside":
-			out = append(out, "outside")
+		case "outside", "failopen":
+			out = append(out, word)
 		case "rcode":
 			out = append(out, "rcode "+strings.TrimSpace(rest))
-		case "answer", "authority":
+		case "answer", "authority", "additional":
 			rr, err := dns.NewRR(rest)
 			if err != nil || rr == nil {
 				return nil, fmt.Errorf("record %q: %v", rest, err)
 			}
 			out = append(out, word+" "+rrText(rr))
 		default:
-			return nil, fmt.Errorf("unknown expectation %q (want rcode, answer, authority or outside)", l)
+			return nil, fmt.Errorf("unknown expectation %q (want rcode, answer, authority, additional, failopen or outside)", l)
 		}
 	}
 	return out, nil

@@ -92,6 +92,9 @@ const (
 	entMeta                  // _metadata.<app>, kv._metadata.<app>: while a machine has metadata
 	entMetaKey               // <key>.kv._metadata.<app>: while a machine has the key
 	flycastAddr              // <app>.flycast
+	checkList                // checks.<app>
+	srvName                  // _<service>._<protocol>.<app>
+	entProto                 // _<protocol>.<app>: while a machine declares a service over it
 )
 
 // target is a parsed name: what it asks for and the labels that matter.
@@ -101,8 +104,8 @@ type target struct {
 	kind kind
 	all  bool   // the all. variant: deployed rather than started machines
 	app  string // the app the name lies under, if any
-	arg  string // region, machine id, process group, peer or metadata key
-	val  string // metadata value
+	arg  string // region, machine id, process group, peer, metadata key or service
+	val  string // metadata value or service protocol
 	n    int    // N of top<N>
 }
 
@@ -183,12 +186,19 @@ func parse(z zone, rest string) target {
 			return target{kind: entApp, app: app}
 		case "_metadata":
 			return target{kind: entMeta, app: app}
+		case "checks":
+			return target{kind: checkList, app: app}
+		case "_tcp", "_udp":
+			return target{kind: entProto, app: app, val: l[0][1:]}
 		}
 		if isRegionCode(l[0]) && !reservedRegion(l[0]) {
 			return target{kind: regionAddrs, app: app, arg: l[0]}
 		}
 	case 3:
 		app := l[2]
+		if (l[1] == "_tcp" || l[1] == "_udp") && len(l[0]) > 1 && l[0][0] == '_' {
+			return target{kind: srvName, app: app, arg: l[0][1:], val: l[1][1:]}
+		}
 		switch l[1] {
 		case "vm":
 			return target{kind: machineAddr, app: app, arg: l[0]}

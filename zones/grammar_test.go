@@ -94,6 +94,18 @@ func TestParse(t *testing.T) {
 		{"a..web", target{}},
 		{"top.web", target{}},
 		{"vms.vms", target{kind: vmList, app: "vms"}}, // an app may be called vms
+		{"checks.web", target{kind: checkList, app: "web"}},
+		{"x.checks.web", target{}},
+		{"checks", target{kind: appAddrs, app: "checks"}}, // an app may be called checks
+		{"_tcp.web", target{kind: entProto, app: "web", val: "tcp"}},
+		{"_udp.web", target{kind: entProto, app: "web", val: "udp"}},
+		{"_sctp.web", target{}},
+		{"_http._tcp.web", target{kind: srvName, app: "web", arg: "http", val: "tcp"}},
+		{"_http._udp.web", target{kind: srvName, app: "web", arg: "http", val: "udp"}},
+		{"_._tcp.web", target{}},
+		{"http._tcp.web", target{}},
+		{"_http.tcp.web", target{}},
+		{"x._http._tcp.web", target{}},
 		{"web.", target{}},
 		{`we\098.internal`, target{}},
 	} {

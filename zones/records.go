@@ -44,3 +44,37 @@ func txtRecord(owner string, ttl uint32, text string) []dns.RR {
 func hinfoRecord(owner string, ttl uint32) []dns.RR {
 	return []dns.RR{&dns.HINFO{Hdr: header(owner, dns.TypeHINFO, ttl), Cpu: "RFC8482", Os: ""}}
 }
+
+// targetName is the SRV target of machine id of app: <id>.vm.<app>.internal.
+func targetName(app, id string) string {
+	return id + ".vm." + app + ".internal."
+}
+
+// srvRecords makes one SRV record per machine of rs (nearest first):
+// weight 1, the machine's port, and as priority the rank of its distance
+// class (0 for the nearest distance, 1 for the next distinct one, ...).
+func srvRecords(owner string, ttl uint32, app, service, protocol string, rs []ranked) []dns.RR {
+	recs := make([]dns.SRV, len(rs))
+	out := make([]dns.RR, len(rs))
+	prio := uint16(0)
+	for i, x := range rs {
+		if i > 0 && x.key>>32 != rs[i-1].key>>32 {
+			prio++
+		}
+		port, _ := x.m.Offers(service, protocol)
+		recs[i] = dns.SRV{Hdr: header(owner, dns.TypeSRV, ttl), Priority: prio, Weight: 1,
+			Port: uint16(port), Target: targetName(app, x.m.ID)}
+		out[i] = &recs[i]
+	}
+	return out
+}
+
+// targetRecords makes the AAAA records of the SRV targets of rs, for the
+// additional section.
+func targetRecords(ttl uint32, app string, rs []ranked) []dns.RR {
+	out := make([]dns.RR, len(rs))
+	for i, x := range rs {
+		out[i] = aaaaRecord(targetName(app, x.m.ID), ttl, x.m.IP)[0]
+	}
+	return out
+}

@@ -203,3 +203,21 @@ func whoamiText(a Asker, region string) string {
 	}
 	return string(b)
 }
+
+// checksText is checks.<app>: "<id> <status>" of the started machines,
+// status being the worst check or "none", joined with ",", sorted by id.
+func checksText(app *registry.App) string {
+	var b strings.Builder
+	for _, m := range app.Machines {
+		if !m.Started() {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(m.ID)
+		b.WriteByte(' ')
+		b.WriteString(m.WorstCheck())
+	}
+	return b.String()
+}

@@ -25,6 +25,10 @@ type Config struct {
 	// one, so that the server still sees that it must cut (and set TC
 	// over UDP); what it keeps is the same as from the whole list.
 	ReplySize int
+	// IgnoreHealth turns health-aware answers off (--health-aware=false):
+	// every AAAA name and SRV answers all its started machines, whatever
+	// their checks say.
+	IgnoreHealth bool
 }
 
 // minAAAASize is the least an AAAA record takes in a reply: a compression
@@ -81,4 +85,9 @@ type Result struct {
 	// is authoritative (set AA). When false the other fields mean nothing
 	// and the caller forwards or refuses the query.
 	InZone bool
+	// Extra is the additional section: the AAAA records of SRV targets.
+	Extra []dns.RR
+	// FailOpen is set when the name has started machines but none is
+	// healthy, so the answer holds all its started machines (SPEC §5).
+	FailOpen bool
 }

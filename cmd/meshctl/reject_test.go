@@ -44,6 +44,15 @@ func TestRejectedWrites(t *testing.T) {
 
 		// States and regions.
 		{name: "unknown state", args: machine("--state", "running"), want: []string{`state "running"`, "must be one of"}},
+		{name: "unknown check status", args: []string{"machine", "check", "3d8d9e0b2ee489", "http", "down", "--org", "acme", "--app", "web"}, want: []string{`check http`, `status "down"`, "passing warning critical"}},
+		{name: "bad check name", args: []string{"machine", "check", "3d8d9e0b2ee489", "HTTP", "passing", "--org", "acme", "--app", "web"}, want: []string{`check name "HTTP"`, "lowercase"}},
+		{name: "check of a missing machine", args: []string{"machine", "check", "0ff", "http", "passing", "--org", "acme", "--app", "web"}, want: []string{"machines/acme/web/0ff", "not found"}},
+		{name: "service without a port", args: machine("--service", "http/tcp"), want: []string{`--service "http/tcp"`, "NAME/PROTOCOL/PORT"}},
+		{name: "service port not a number", args: machine("--service", "http/tcp/x"), want: []string{`port "x"`}},
+		{name: "service port out of range", args: machine("--service", "http/tcp/70000"), want: []string{"http/tcp", "port 70000", "1 and 65535"}},
+		{name: "service protocol", args: machine("--service", "http/sctp/80"), want: []string{`"sctp"`, "tcp or udp"}},
+		{name: "service name of digits", args: machine("--service", "8080/tcp/80"), want: []string{`service name "8080"`, "letter"}},
+		{name: "service twice", args: machine("--service", "http/tcp/80", "--service", "http/tcp/81"), want: []string{"http/tcp", "declared twice"}},
 		{name: "unknown state change", args: []string{"machine", "state", "3d8d9e0b2ee489", "running", "--org", "acme", "--app", "web"}, want: []string{`state "running"`, "must be one of"}},
 		{name: "reserved region vms", args: machine("--region", "vms"), want: []string{`region "vms"`, "reserved"}},
 		{name: "reserved region put", args: []string{"region", "put", "top", "--lat", "1", "--lon", "1"}, want: []string{`region "top"`, "reserved"}},

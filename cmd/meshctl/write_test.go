@@ -91,6 +91,25 @@ func TestWrites(t *testing.T) {
 			want: map[string]any{"machines/acme/web/3d8d9e0b2ee489": withState("stopped")},
 		},
 		{
+			name: "machine put with services",
+			args: []string{"machine", "put", "abc125", "--org", "acme", "--app", "web", "--region", "ams", "--ip", "fdaa:0:18:a7b:1::5",
+				"--service", "http/tcp/8080", "--service", "dns/udp/53"},
+			want: map[string]any{"machines/acme/web/abc125": &registry.Machine{
+				Org: "acme", App: "web", ID: "abc125", Region: "ams", IP: addr("fdaa:0:18:a7b:1::5"),
+				State: "started", ProcessGroup: "app",
+				Services: []registry.Service{{Name: "http", Protocol: "tcp", Port: 8080}, {Name: "dns", Protocol: "udp", Port: 53}},
+			}},
+		},
+		{
+			name: "machine check keeps the rest",
+			args: []string{"machine", "check", "3d8d9e0b2ee489", "http", "critical", "--org", "acme", "--app", "web"},
+			want: map[string]any{"machines/acme/web/3d8d9e0b2ee489": func() *registry.Machine {
+				m := withState("started")
+				m.Checks = map[string]string{"http": "critical"}
+				return m
+			}()},
+		},
+		{
 			name: "machine rm",
 			args: []string{"machine", "rm", "3d8d9e0b2ee489", "--org", "acme", "--app", "web"},
 			want: map[string]any{"machines/acme/web/3d8d9e0b2ee489": nil},

@@ -18,16 +18,17 @@ const demoOrg = "demo"
 
 // demoRegistry is the sample org --demo seeds: apps spread over several
 // regions, a stopped machine, process groups, metadata, a flycast address
-// and a WireGuard peer, so every name shape has something to show.
+// a WireGuard peer, and health checks and an http service on web
+// (_http._tcp.web.internal SRV), so every name shape has something to show.
 const demoRegistry = `
 orgs/demo {"network":"fdaa:0:d::/48"}
 apps/demo/web {"flycast":"fdaa:0:d:0:1::2"}
 apps/demo/api {}
 apps/demo/db {}
-machines/demo/web/3d8d9e0b2ee489 {"region":"ams","ip":"fdaa:0:d:a7b:1::2","state":"started"}
-machines/demo/web/e784079b449483 {"region":"ams","ip":"fdaa:0:d:a7b:1::3","state":"started"}
-machines/demo/web/91851edb6e4e83 {"region":"iad","ip":"fdaa:0:d:a7b:2::2","state":"started"}
-machines/demo/web/2865d4e1a47308 {"region":"syd","ip":"fdaa:0:d:a7b:3::2","state":"started"}
+machines/demo/web/3d8d9e0b2ee489 {"region":"ams","ip":"fdaa:0:d:a7b:1::2","state":"started","checks":{"http":"passing"},"services":[{"name":"http","protocol":"tcp","port":8080}]}
+machines/demo/web/e784079b449483 {"region":"ams","ip":"fdaa:0:d:a7b:1::3","state":"started","checks":{"http":"passing"},"services":[{"name":"http","protocol":"tcp","port":8080}]}
+machines/demo/web/91851edb6e4e83 {"region":"iad","ip":"fdaa:0:d:a7b:2::2","state":"started","checks":{"http":"passing"},"services":[{"name":"http","protocol":"tcp","port":8080}]}
+machines/demo/web/2865d4e1a47308 {"region":"syd","ip":"fdaa:0:d:a7b:3::2","state":"started","checks":{"http":"passing"},"services":[{"name":"http","protocol":"tcp","port":8080}]}
 machines/demo/web/0e28654b6d6378 {"region":"sin","ip":"fdaa:0:d:a7b:4::2","state":"stopped"}
 machines/demo/api/5683d9a7c0e368 {"region":"fra","ip":"fdaa:0:d:a7b:5::2","state":"started","process_group":"app"}
 machines/demo/api/784e42ec6e6d08 {"region":"ord","ip":"fdaa:0:d:a7b:6::2","state":"started","process_group":"worker"}

@@ -39,6 +39,7 @@ type options struct {
 	defaultOrg          string
 	ttl                 time.Duration
 	negativeTTL         time.Duration
+	healthAware         bool
 	upstream            []string
 	forwardTimeout      time.Duration
 	forwardCacheSize    int
@@ -131,6 +132,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.defaultOrg, "default-org", "", "org of askers whose address is in no org's network (development, single-org installs)")
 	f.DurationVar(&o.ttl, "ttl", 5*time.Second, "TTL of .internal answers, also the negative TTL unless --negative-ttl is set")
 	f.DurationVar(&o.negativeTTL, "negative-ttl", 0, "TTL of .internal NXDOMAIN/NODATA answers (SOA minimum); 0 means --ttl")
+	f.BoolVar(&o.healthAware, "health-aware", true, "answer the healthy machines (no critical check) of AAAA names and SRV, all started ones when none is; false: every started machine")
 	f.StringArrayVar(&o.upstream, "upstream", nil, "resolver for names outside .internal/.flycast, IP[:port] (repeatable, asked in order); none: REFUSED")
 	f.DurationVar(&o.forwardTimeout, "forward-timeout", 2*time.Second, "time a forwarded query may take, all upstreams together, before SERVFAIL")
 	f.IntVar(&o.forwardCacheSize, "forward-cache-size", forward.DefaultCacheSize, "most forwarded answers kept in the cache; 0 turns the cache off")

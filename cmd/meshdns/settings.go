@@ -14,7 +14,7 @@ import (
 )
 
 // runtimeSettings applies the settings that may change while meshdns runs
-// (at start and on SIGHUP): TTLs, region, default org, forwarding, rate
+// (at start and on SIGHUP): TTLs, region, health awareness, default org, forwarding, rate
 // limits, TCP connection caps, log level and query log. Everything else is
 // fixed at start.
 type runtimeSettings struct {
@@ -45,6 +45,7 @@ func (r *runtimeSettings) dnsConfig(o *options) dnsserver.Config {
 			TTL:          uint32(o.ttl / time.Second),
 			NegTTL:       uint32(o.effectiveNegativeTTL() / time.Second),
 			ServerRegion: o.region,
+			IgnoreHealth: !o.healthAware,
 		},
 		ForwardTimeout: o.forwardTimeout,
 		RateLimit:      o.rateLimit,

@@ -154,3 +154,20 @@ func TestTCPCapsReload(t *testing.T) {
 		t.Errorf("changing the TCP caps needs a restart of %v; want them applied on reload", changed)
 	}
 }
+
+// --health-aware is on by default, turns into zones.Config.IgnoreHealth
+// and, like the other zone settings, applies on reload.
+func TestHealthAwareReload(t *testing.T) {
+	rs := &runtimeSettings{level: zap.NewAtomicLevel(), log: zap.NewNop(), qlog: newQueryLog(zap.NewNop(), 0)}
+	old := mustParse(t)
+	if rs.dnsConfig(old).Zones.IgnoreHealth {
+		t.Error("health is ignored by default")
+	}
+	o := mustParse(t, "--health-aware=false")
+	if !rs.dnsConfig(o).Zones.IgnoreHealth {
+		t.Error("--health-aware=false does not turn health off")
+	}
+	if changed := restartOnly(old, o); len(changed) != 0 {
+		t.Errorf("changing --health-aware needs a restart of %v; want it applied on reload", changed)
+	}
+}
