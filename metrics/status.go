@@ -572,3 +572,20 @@ func agoText(secs *float64) string {
 		return d.Round(time.Second).String()
 	}
 }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (b *PropBucket) UnmarshalJSON(data []byte) error {
+	var v struct {
+		LE    json.RawMessage `json:"le"`
+		Count uint64          `json:"count"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	b.Count = v.Count
+	if string(v.LE) == `"+Inf"` {
+		b.LE = math.Inf(1)
+		return nil
+	}
+	return json.Unmarshal(v.LE, &b.LE)
+}
