@@ -23,6 +23,8 @@ command -v nsd >/dev/null || missing+=(nsd)
 # of docs/deploy.md (nft).
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v nft >/dev/null || missing+=(nftables)
+# The status page is rendered by headless Chromium (integration/ops).
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]]; then
 		say "installing Debian packages: ${missing[*]}"
