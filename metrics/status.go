@@ -279,8 +279,9 @@ type RateSeries struct {
 	Points []RatePoint `json:"points"`
 }
 
-// RatePoint is the mean rate over the interval ending at T.
+// RatePoint is the mean rate over the interval from From to T.
 type RatePoint struct {
+	From      time.Time `json:"from"`
 	T         time.Time `json:"t"`
 	PerSecond float64   `json:"per_second"`
 }
@@ -407,7 +408,7 @@ func queryStatus(samples []sample, interval time.Duration) QueryStatus {
 			if dt <= 0 {
 				continue
 			}
-			s.Points = append(s.Points, RatePoint{T: samples[i].t.UTC(), PerSecond: max(0, samples[i].rcodes[rc]-samples[i-1].rcodes[rc]) / dt})
+			s.Points = append(s.Points, RatePoint{From: samples[i-1].t.UTC(), T: samples[i].t.UTC(), PerSecond: max(0, samples[i].rcodes[rc]-samples[i-1].rcodes[rc]) / dt})
 		}
 		q.Series = append(q.Series, s)
 	}

@@ -118,7 +118,7 @@ func rateChart(series []RateSeries) template.HTML {
 	// Time axis: the first and last sample.
 	for _, s := range series {
 		if len(s.Points) > 0 && len(s.Points) == n {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#424242">%s</text>`, padL, chartH-padB+14, s.Points[0].T.Format("15:04:05"))
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#424242">%s</text>`, padL, chartH-padB+14, s.Points[0].From.Format("15:04:05"))
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="#424242">%s UTC</text>`, chartW-padR, chartH-padB+14, s.Points[n-1].T.Format("15:04:05"))
 			break
 		}
