@@ -109,7 +109,11 @@ func printStatus(out io.Writer, server string, d *metrics.StatusData) error {
 		p("  invalid\t%s\t%s", v.Key, v.Reason)
 	}
 	pr := d.Propagation
-	p("propagation\t%d writes measured; p50 %s, p90 %s, p99 %s", pr.Count, secsText(pr.P50, ""), secsText(pr.P90, ""), secsText(pr.P99, ""))
+	if pr.Count == 0 {
+		p("propagation\tno writes measured yet")
+	} else {
+		p("propagation\t%d writes measured; p50 %s, p90 %s, p99 %s", pr.Count, secsText(pr.P50, ""), secsText(pr.P90, ""), secsText(pr.P99, ""))
+	}
 	var qs []string
 	for _, s := range d.Queries.Series {
 		rate := 0.0
