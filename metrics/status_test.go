@@ -197,3 +197,29 @@ func TestStatusHTTP(t *testing.T) {
 		t.Errorf("POST /: %d, want 405", r.StatusCode)
 	}
 }
+
+// TestStatusWhileTheRegistryChanges views the page while the store takes
+// batches and the sampler ticks (run with -race).
+func TestStatusWhileTheRegistryChanges(t *testing.T) {
+	_, store, p, _ := newTestStatusPage(t)
+	p.now = time.Now
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			store.Apply(int64(100+i), []registry.Event{{Key: registry.DefaultPrefix + "peers/beta/p", Value: []byte(`{"ip":"fdaa:0:19::9"}`)}})
+			if i%20 == 0 {
+				p.tick()
+			}
+		}
+	}()
+	for range 50 {
+		if d := p.Data(); d.Registry.Orgs != 2 {
+			t.Fatalf("orgs %d", d.Registry.Orgs)
+		}
+	}
+	<-done
+	if d := p.Data(); d.Registry.Peers != 2 || d.Etcd.SinceLastEvent == nil {
+		t.Errorf("after the batches: %+v, since last event %v", d.Registry, d.Etcd.SinceLastEvent)
+	}
+}
