@@ -26,8 +26,19 @@ type recentInvalid struct {
 // note records the keys logged as invalid in this batch and drops the
 // ones that are no longer invalid (now valid, or deleted).
 func (r *recentInvalid) note(logged []string, invalid map[string]string, now time.Time) {
-	if len(logged) == 0 && len(r.list) == 0 {
-		return
+	if len(logged) == 0 {
+		// The usual batch: nothing newly invalid. Rebuild only if a listed
+		// key was fixed or deleted.
+		same := true
+		for _, v := range r.list {
+			if reason, ok := invalid[v.Key]; !ok || reason != v.Reason {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
 	}
 	next := make([]InvalidValue, 0, recentInvalidMax)
 	for i := len(logged) - 1; i >= 0 && len(next) < recentInvalidMax; i-- {
