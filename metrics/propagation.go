@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"encoding/json"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,9 @@ type propagation struct {
 	hist prometheus.Histogram
 	skew prometheus.Counter
 	now  func() time.Time
+	// Unix nanoseconds of the last published snapshot and of the last
+	// one that carried events (for the status page).
+	lastPublish, lastEvent atomic.Int64
 }
 
 func newPropagation(reg prometheus.Registerer) *propagation {
@@ -45,10 +49,12 @@ func newPropagation(reg prometheus.Registerer) *propagation {
 
 // listen is the registry.WithListener callback.
 func (p *propagation) listen(_, _ *registry.Snapshot, evs []registry.Event) {
+	now := p.now()
+	p.lastPublish.Store(now.UnixNano())
 	if len(evs) == 0 {
 		return // a full load or a progress notification: no write to time
 	}
-	now := p.now()
+	p.lastEvent.Store(now.UnixNano())
 	step := max(1, len(evs)/maxMeasuredPerBatch)
 	for i := 0; i < len(evs); i += step {
 		ev := &evs[i]

@@ -147,10 +147,11 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 	if w.beforeCommit != nil {
 		w.beforeCommit()
 	}
-	if err := w.commitOrgs(ctx, orgPuts, readRev, moving, orgRev); err != nil {
+	progress := newProgress(opts, len(orgPuts)+len(otherPuts))
+	if err := w.commitOrgs(ctx, orgPuts, readRev, moving, orgRev, progress); err != nil {
 		return 0, err
 	}
-	if err := w.commitMembers(ctx, otherPuts, orgOf, orgRev); err != nil {
+	if err := w.commitMembers(ctx, otherPuts, orgOf, orgRev, progress); err != nil {
 		return len(orgPuts), err
 	}
 	return len(orgPuts) + len(otherPuts), nil
@@ -160,7 +161,7 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 // guarded by no org having changed since the last (the first: since
 // readRev), and those moving an org by its members being unchanged since
 // readRev. It records the revision each org was written at in orgRev.
-func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int64, moving map[string]bool, orgRev map[string]int64) error {
+func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int64, moving map[string]bool, orgRev map[string]int64, progress *progressReporter) error {
 	last := readRev
 	// Up to 3 guards per org (its member directories) and one for orgs/:
 	// within etcd's limit of 128 compares too.
@@ -188,6 +189,7 @@ func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int6
 			k, _ := ParseKey(w.prefix, string(op.KeyBytes()))
 			orgRev[k.Name] = last
 		}
+		progress.add(len(batch))
 	}
 	return nil
 }
@@ -195,7 +197,7 @@ func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int6
 // commitMembers writes ops (apps, machines, peers, gateways, regions) in
 // transactions of at most maxTxnOps, four at a time, each guarded by the
 // orgs of its items (orgOf) being as they were checked (orgRev).
-func (w *Writer) commitMembers(ctx context.Context, ops []clientv3.Op, orgOf []string, orgRev map[string]int64) error {
+func (w *Writer) commitMembers(ctx context.Context, ops []clientv3.Op, orgOf []string, orgRev map[string]int64, progress *progressReporter) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for start := 0; start < len(ops); start += maxTxnOps {
@@ -217,6 +219,7 @@ func (w *Writer) commitMembers(ctx context.Context, ops []clientv3.Op, orgOf []s
 			if !txn.Succeeded {
 				return fmt.Errorf("write batch starting at %s: an org of the batch changed while writing; try again", batch[0].KeyBytes())
 			}
+			progress.add(len(batch))
 			return nil
 		})
 	}

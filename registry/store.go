@@ -23,6 +23,7 @@ type Store struct {
 	st        *state
 	gen       uint64
 	listeners []func(old, new *Snapshot, evs []Event)
+	recent    recentInvalid // the last few invalid keys (recentinvalid.go)
 }
 
 // StoreOption configures a Store.
@@ -201,6 +202,7 @@ func (s *Store) logInvalid() {
 	keys := s.st.newInvalid
 	s.st.newInvalid = s.st.newInvalid[:0]
 	sort.Strings(keys)
+	s.recent.note(keys, s.st.invalid, s.now())
 	for i, k := range keys {
 		if i > 0 && keys[i-1] == k {
 			continue

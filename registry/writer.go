@@ -36,7 +36,8 @@ func NewWriter(cli *clientv3.Client, prefix string) *Writer {
 type PutOption func(*putOptions)
 
 type putOptions struct {
-	lease clientv3.LeaseID
+	lease    clientv3.LeaseID
+	progress func(written, total int) // WithProgress (progress.go)
 }
 
 // WithLease attaches the key to an etcd lease: when the lease expires (its

@@ -25,6 +25,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v nft >/dev/null || missing+=(nftables)
 # The shipped alerting rules are checked with promtool.
 command -v promtool >/dev/null || missing+=(prometheus)
+# The status page is rendered by headless Chromium (integration/ops).
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]]; then
 		say "installing Debian packages: ${missing[*]}"

@@ -46,10 +46,14 @@ func newLoadCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("load %s: %w", name, err)
 			}
+			// On a terminal, stderr shows the progress (progress.go).
+			pw := newProgressWriter(cmd.ErrOrStderr(), stderrIsTerminal)
+			pw.begin()
 			err = g.withEtcd(cmd.Context(), func(ctx context.Context, s *session) error {
-				_, err := s.w.PutAll(ctx, b.items)
+				_, err := s.w.PutAll(ctx, b.items, registry.WithProgress(pw.update))
 				return err
 			})
+			pw.done()
 			if err != nil {
 				return fmt.Errorf("load %s: %w", name, err)
 			}

@@ -62,6 +62,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newGatewayCmd(g),
 		newRegionCmd(g),
 		newLoadCmd(g),
+		newStatusCmd(g),
 	)
 	markRuntimeErrors(root)
 	return root

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,7 @@ type options struct {
 	udpWorkers          int
 	demo                bool
 	logLevel            string
+	logFormat           string // auto, json or console
 	gcPercent           int
 	memoryLimit         string
 	memoryLimitBytes    int64 // --memory-limit parsed, when a size
@@ -152,6 +154,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")
 	f.BoolVar(&o.demo, "demo", false, "seed a sample org 'demo' and answer loopback askers as its members")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "auto", "log encoding: json (one object a line), console (for people), or auto: console when stderr is a terminal, else json")
 	f.IntVar(&o.gcPercent, "gc-percent", 0, "Go GC percentage (GOGC) while serving; 0: $GOGC if set, else from the live heap (100 up to 256 MiB live, down to 50 from 512 MiB)")
 	f.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime, e.g. 1GiB; off: none; auto: $GOMEMLIMIT if set, else 90% of the cgroup's memory limit, if any")
 }
@@ -170,6 +173,9 @@ func (o *options) validate() error {
 	}
 	if _, err := zapcore.ParseLevel(o.logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	if !slices.Contains([]string{"auto", "json", "console"}, o.logFormat) {
+		return fmt.Errorf("--log-format %q: want auto, json or console", o.logFormat)
 	}
 	if o.region != "" {
 		if err := registry.CheckRegionCode(o.region); err != nil {

@@ -21,6 +21,7 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--memory-limit", "lots"}, "--memory-limit"},
 		{[]string{"--memory-limit", "-1GiB"}, "--memory-limit"},
 		{[]string{"--gc-percent", "-5"}, "--gc-percent"},
+		{[]string{"--log-format", "text"}, "--log-format"},
 		{[]string{"--max-tcp-conns-per-prefix", "0"}, "--max-tcp-conns-per-prefix"},
 		{[]string{"--rate-limit-slip", "-1"}, "--rate-limit-slip"},
 		{[]string{"--answer-cache-size", "big"}, "--answer-cache-size"},

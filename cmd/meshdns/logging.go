@@ -10,16 +10,30 @@ import (
 )
 
 // newLogger logs JSON (one object a line, for log collectors) unless
-// stderr is a terminal, where a person reads it. The level is atomic so
-// SIGHUP can change it.
-func newLogger(level zap.AtomicLevel, stderr io.Writer) *zap.Logger {
+// stderr is a terminal, where a person reads it, or format (--log-format)
+// says otherwise. The level is atomic so SIGHUP can change it.
+func newLogger(level zap.AtomicLevel, format string, stderr io.Writer) *zap.Logger {
+	return newLoggerFor(level, format, stderr, isTerminal(stderr))
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newLoggerFor is newLogger with the terminal test done (tests pass it).
+func newLoggerFor(level zap.AtomicLevel, format string, stderr io.Writer, terminal bool) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	// "5s", not 5: durations in the startup settings must read as written.
 	encCfg.EncodeDuration = zapcore.StringDurationEncoder
 	var enc zapcore.Encoder
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	if format == "console" || format != "json" && terminal {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		if terminal {
+			encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
@@ -67,5 +81,6 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Duration("local_copy_interval", o.localCopyInterval),
 		zap.Bool("demo", o.demo),
 		zap.String("log_level", o.logLevel),
+		zap.String("log_format", o.logFormat),
 	)
 }

@@ -32,7 +32,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // read the command line and the config file again.
 func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	level := zap.NewAtomicLevelAt(parseLevel(o.logLevel))
-	log := newLogger(level, stderr)
+	log := newLogger(level, o.logFormat, stderr)
 	defer func() { _ = log.Sync() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -80,6 +80,12 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		if o.pprof {
 			hs.ServeProfiles()
 		}
+		// The status page at / (issue #14); it lists every org, so
+		// --http stays on loopback (docs/deploy.md).
+		sp := m.NewStatusPage(store, syncer.Status, metrics.Readiness(store, syncer.Status),
+			metrics.StatusInfo{Settings: statusSettings(o, endpoints), Endpoints: endpoints})
+		hs.ServeStatus(sp)
+		go sp.Run(ctx)
 		if err := hs.Start(o.http); err != nil {
 			log.Error("cannot serve /metrics, /healthz and /readyz; answering DNS without them", zap.Error(err))
 		} else {

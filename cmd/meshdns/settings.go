@@ -139,5 +139,6 @@ func restartOnly(a, b *options) []string {
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
 	diff("demo", a.demo == b.demo)
+	diff("log-format", a.logFormat == b.logFormat)
 	return changed
 }
