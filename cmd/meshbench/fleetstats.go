@@ -135,8 +135,10 @@ type herdRow struct {
 	Copies    bool   `json:"local_copies"`
 	WatchOnly bool   `json:"watch_only"`
 	// AllCurrentS is the time from the restart to the moment the last host
-	// reached etcd's revision at the restart.
-	AllCurrentS float64 `json:"all_current_s"`
+	// reached etcd's revision at the restart; -1 if some host had not
+	// within --herd-timeout (CurrentHosts had).
+	AllCurrentS  float64 `json:"all_current_s"`
+	CurrentHosts int     `json:"current_hosts"`
 	// CopiesReadS is how long reading every host's local copy took before
 	// the clock started (on a real fleet each host reads its own in parallel).
 	CopiesReadS    float64 `json:"copies_read_s"`
@@ -185,11 +187,15 @@ func printFleetRows(w io.Writer, rows []fleetRow) {
 }
 
 func printHerdRows(w io.Writer, rows []herdRow) {
-	tw := newTable(w, "hosts", "proxies", "local copies", "all current s", "copies read s", "revs behind", "bytes read", "bytes/host",
+	tw := newTable(w, "hosts", "proxies", "local copies", "all current s (current hosts)", "copies read s", "revs behind", "bytes read", "bytes/host",
 		"etcd peak cores", "etcd CPU s", "etcd peak RSS MiB", "proxy CPU s", "bench CPU s", "idle cores", "load")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%t\t%.2f\t%.2f\t%d\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t\n",
-			r.Hosts, r.Proxies, r.Copies, r.AllCurrentS, r.CopiesReadS, r.Replayed, r.BytesRead, r.BytesPerHost,
+		cur := fmt.Sprintf("%.2f", r.AllCurrentS)
+		if r.AllCurrentS < 0 {
+			cur = fmt.Sprintf("not all (%d)", r.CurrentHosts)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%t\t%s\t%.2f\t%d\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t\n",
+			r.Hosts, r.Proxies, r.Copies, cur, r.CopiesReadS, r.Replayed, r.BytesRead, r.BytesPerHost,
 			r.EtcdPeakCores, r.EtcdCPUs, r.EtcdPeakRSSMiB, r.ProxyCPUs, r.HostsCPUs, r.IdleCores, r.Load)
 	}
 	tw.Flush()

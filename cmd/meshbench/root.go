@@ -215,7 +215,7 @@ func newScaleCmd(newE envMaker) *cobra.Command {
 
 func newFleetCmd(newE envMaker) *cobra.Command {
 	c := fleetConfig{Gen: genConfig{Orgs: 100, Apps: 1000, Machines: 10000, ZipfS: 1.1, Stopped: 0.1},
-		Meshdns: 3, DNSEvery: 4, Late: 5 * time.Second, Drain: 10 * time.Second, Herd: true, ReadyTimeout: 5 * time.Minute}
+		Meshdns: 3, DNSEvery: 4, Late: 5 * time.Second, Drain: 10 * time.Second, Herd: true, ReadyTimeout: 5 * time.Minute, HerdTimeout: 2 * time.Minute}
 	var hosts, proxies, writes, loader string
 	cmd := &cobra.Command{
 		Use:   "fleet",
@@ -252,6 +252,7 @@ func newFleetCmd(newE envMaker) *cobra.Command {
 	f.DurationVar(&c.Late, "late", c.Late, "a delivery later than this counts as late")
 	f.DurationVar(&c.Drain, "drain", c.Drain, "after the last write of a row, wait this long at most; deliveries not seen by then are lost")
 	f.BoolVar(&c.Herd, "herd", c.Herd, "time restart herds: the hosts' cold start, and a restart of all from local copies")
+	f.DurationVar(&c.HerdTimeout, "herd-timeout", c.HerdTimeout, "a restart herd not all current by then is reported with the number of hosts that are")
 	f.BoolVar(&c.WatchOnly, "watch-only", false, "hosts watch but do not decode or apply events (no registry.Store): etcd's and the proxies' side of a fleet whose hosts' CPU would not fit on this machine")
 	f.BoolVar(&c.JSON, "json", false, "print one JSON object per result row instead of the tables")
 	f.StringVar(&c.Plot, "plot", "", "write an SVG of fleet p99 against hosts to this path")
