@@ -427,7 +427,12 @@ func (f *fleet) herd(eps []string, p, n int, dir string, revs []int64, ramp int)
 	if ramp > 0 {
 		step = ramp
 	}
+	lastNote := time.Now()
 	for started := 0; started < n; {
+		if ramp > 0 && time.Since(lastNote) > 10*time.Second {
+			e.progress("%d of %d hosts started and current", started, n)
+			lastNote = time.Now()
+		}
 		next := min(n, started+step)
 		for _, h := range hosts[started:next] {
 			h.start(e.ctx)

@@ -120,32 +120,50 @@ func (h *fleetHost) start(ctx context.Context) {
 }
 
 // watchLoop is a watch-only host: one read of the registry unless resuming,
-// then a watch from the next revision, resumed after errors.
+// then a watch from the next revision, resumed after errors. Like the
+// syncer it asks for progress notifications and sends a progress request
+// every 2 s (which etcd's gRPC proxy does not forward), so etcd sees the
+// same requests from it as from meshdns; it decodes and applies nothing.
 func (h *fleetHost) watchLoop(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
 	for ctx.Err() == nil {
 		if h.rev.Load() == 0 {
-			resp, err := h.cli.Get(ctx, h.prefix, clientv3.WithPrefix())
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			resp, err := h.cli.Get(rctx, h.prefix, clientv3.WithPrefix())
+			cancel()
 			if err != nil {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
 			h.rev.Store(resp.Header.Revision)
 		}
-		wch := h.cli.Watch(clientv3.WithRequireLeader(ctx), h.prefix, clientv3.WithPrefix(), clientv3.WithRev(h.rev.Load()+1))
-		for resp := range wch {
-			if resp.Err() != nil {
-				break
-			}
-			now := time.Now()
-			t := h.track.Load()
-			for _, ev := range resp.Events {
-				if t != nil {
-					t.seen(string(ev.Kv.Key), h.i, now)
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := h.cli.Watch(wctx, h.prefix, clientv3.WithPrefix(), clientv3.WithRev(h.rev.Load()+1),
+			clientv3.WithProgressNotify(), clientv3.WithCreatedNotify())
+	watch:
+		for {
+			select {
+			case <-tick.C:
+				rctx, rcancel := context.WithTimeout(wctx, 2*time.Second)
+				_ = h.cli.RequestProgress(rctx)
+				rcancel()
+			case resp, ok := <-wch:
+				if !ok || resp.Err() != nil {
+					break watch
 				}
-				h.rev.Store(max(h.rev.Load(), ev.Kv.ModRevision))
+				now := time.Now()
+				t := h.track.Load()
+				for _, ev := range resp.Events {
+					if t != nil {
+						t.seen(string(ev.Kv.Key), h.i, now)
+					}
+					h.rev.Store(max(h.rev.Load(), ev.Kv.ModRevision))
+				}
+				h.events.Add(int64(len(resp.Events)))
 			}
-			h.events.Add(int64(len(resp.Events)))
 		}
+		cancel()
 		if ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}

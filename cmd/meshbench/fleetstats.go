@@ -204,13 +204,16 @@ func printHerdRows(w io.Writer, rows []herdRow) {
 // writePlot draws fleet p99 against the number of hosts, one line per
 // (proxies, writes/s), on a log-scaled hosts axis, as SVG.
 func writePlot(path string, rows []fleetRow) error {
-	type key struct{ P, W int }
+	type key struct {
+		P, W  int
+		Watch bool
+	}
 	series := map[key][]fleetRow{}
 	var keys []key
 	var maxY float64
 	minX, maxX := math.Inf(1), math.Inf(-1)
 	for _, r := range rows {
-		k := key{r.Proxies, r.WritesPerS}
+		k := key{r.Proxies, r.WritesPerS, r.WatchOnly}
 		if _, ok := series[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -222,12 +225,18 @@ func writePlot(path string, rows []fleetRow) error {
 		return fmt.Errorf("no rows to plot")
 	}
 	slices.SortFunc(keys, func(a, b key) int {
+		if a.Watch != b.Watch {
+			if a.Watch {
+				return 1
+			}
+			return -1
+		}
 		if a.P != b.P {
 			return a.P - b.P
 		}
 		return a.W - b.W
 	})
-	const W, H, left, right, top, bottom = 640, 400, 70, 170, 30, 50
+	const W, H, left, right, top, bottom = 720, 400, 70, 250, 30, 50
 	lx0, lx1 := math.Log10(minX), math.Log10(maxX)
 	if lx1-lx0 < 1e-9 {
 		lx0, lx1 = lx0-0.5, lx1+0.5
@@ -278,8 +287,12 @@ func writePlot(path string, rows []fleetRow) error {
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", px(r.Hosts), py(r.P99ms), c)
 		}
 		y := top + 10 + 18*i
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/><text x="%d" y="%d">%d proxies, %d writes/s</text>`+"\n",
-			W-right+10, y, W-right+30, y, c, dash, W-right+35, y+4, k.P, k.W)
+		label := fmt.Sprintf("%d proxies, %d writes/s", k.P, k.W)
+		if k.Watch {
+			label += ", watch-only"
+		}
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/><text x="%d" y="%d">%s</text>`+"\n",
+			W-right+10, y, W-right+30, y, c, dash, W-right+35, y+4, label)
 	}
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
