@@ -314,13 +314,16 @@ type cpuMark struct {
 }
 
 func (f *fleet) mark() cpuMark {
-	m := cpuMark{at: time.Now(), self: pidCPU(os.Getpid()), host: readHostCPU()}
+	t0 := time.Now()
+	m := cpuMark{self: pidCPU(os.Getpid()), host: readHostCPU()}
 	for _, p := range f.cl.Members {
 		m.members = append(m.members, pidCPU(p.Pid()))
 	}
 	for _, g := range f.proxies {
 		m.proxies += pidCPU(g.Pid())
 	}
+	// The reads take a while on a busy machine: stamp their middle.
+	m.at = t0.Add(time.Since(t0) / 2)
 	return m
 }
 
@@ -385,13 +388,14 @@ func (f *fleet) herd(eps []string, p, n int, dir string, revs []int64, ramp int)
 	if dir != "" {
 		hr.Replayed = target - hosts[0].rev.Load()
 	}
-	// Sample etcd's CPU and memory through the herd for their peaks.
+	// Sample etcd's CPU and memory through the herd for their peaks (CPU
+	// time is counted in 10 ms ticks: 250 ms windows keep that error small).
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
 		prev := f.mark()
-		tick := time.NewTicker(100 * time.Millisecond)
+		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
@@ -400,6 +404,9 @@ func (f *fleet) herd(eps []string, p, n int, dir string, revs []int64, ramp int)
 			case <-tick.C:
 			}
 			m := f.mark()
+			if m.at.Sub(prev.at) < 200*time.Millisecond {
+				continue // a tick delayed behind another: too short a window
+			}
 			hr.EtcdPeakCores = max(hr.EtcdPeakCores, (m.etcd()-prev.etcd()).Seconds()/m.at.Sub(prev.at).Seconds())
 			rss, _ := f.rss()
 			hr.EtcdPeakRSSMiB = max(hr.EtcdPeakRSSMiB, float64(rss)/1024)
