@@ -121,6 +121,24 @@ func TestWritePlot(t *testing.T) {
 	if !strings.HasPrefix(s, "<svg") || strings.Count(s, "<polyline") != 2 || !strings.Contains(s, "2 proxies, 20 writes/s") {
 		t.Errorf("unexpected SVG:\n%s", s)
 	}
+	// --replot reads the rows back from --json output.
+	var jsonl strings.Builder
+	for _, r := range rows {
+		r.Kind = "writes"
+		printJSONRow(&jsonl, r)
+	}
+	printJSONRow(&jsonl, herdRow{Kind: "herd", Hosts: 10})
+	in := filepath.Join(t.TempDir(), "rows.jsonl")
+	if err := os.WriteFile(in, []byte("progress line\n"+jsonl.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := replotFleet([]string{in}, path+"2"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(path + "2")
+	if err != nil || string(again) != s {
+		t.Errorf("replot differs from the plot (%v)", err)
+	}
 	if err := writePlot(path, nil); err == nil {
 		t.Error("writePlot of no rows succeeded")
 	}

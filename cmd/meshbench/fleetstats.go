@@ -311,3 +311,27 @@ func niceCeil(v float64) float64 {
 	}
 	return 10 * p
 }
+
+// replotFleet draws the plot from the "writes" rows of --json outputs.
+func replotFleet(files []string, out string) error {
+	var rows []fleetRow
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if !strings.HasPrefix(line, "{") {
+				continue
+			}
+			var r fleetRow
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				return fmt.Errorf("%s:%d: %w", name, i+1, err)
+			}
+			if r.Kind == "writes" {
+				rows = append(rows, r)
+			}
+		}
+	}
+	return writePlot(out, rows)
+}

@@ -215,8 +215,9 @@ func newScaleCmd(newE envMaker) *cobra.Command {
 
 func newFleetCmd(newE envMaker) *cobra.Command {
 	c := fleetConfig{Gen: genConfig{Orgs: 100, Apps: 1000, Machines: 10000, ZipfS: 1.1, Stopped: 0.1},
-		Meshdns: 3, DNSEvery: 4, Late: 5 * time.Second, Drain: 10 * time.Second, Herd: true, ReadyTimeout: 5 * time.Minute, HerdTimeout: 2 * time.Minute}
+		Meshdns: 3, DNSEvery: 4, Late: 5 * time.Second, Drain: 10 * time.Second, Herd: true, ReadyTimeout: 15 * time.Minute, HerdTimeout: 2 * time.Minute}
 	var hosts, proxies, writes, loader string
+	var replot []string
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Thousands of hosts watching one 3-member etcd cluster, directly or through etcd's gRPC proxy: propagation to every host, etcd's cost per write, restart herds",
@@ -234,6 +235,12 @@ func newFleetCmd(newE envMaker) *cobra.Command {
 			}
 			if c.Meshdns < 1 {
 				return fmt.Errorf("--meshdns-procs %d: want at least 1", c.Meshdns)
+			}
+			if len(replot) > 0 {
+				if c.Plot == "" {
+					return fmt.Errorf("--replot needs --plot FILE.svg")
+				}
+				return replotFleet(replot, c.Plot)
 			}
 			return newE.run(func(e *env) error {
 				c.Gen.Seed = e.c.Seed
@@ -256,6 +263,7 @@ func newFleetCmd(newE envMaker) *cobra.Command {
 	f.BoolVar(&c.WatchOnly, "watch-only", false, "hosts watch but do not decode or apply events (no registry.Store): etcd's and the proxies' side of a fleet whose hosts' CPU would not fit on this machine")
 	f.BoolVar(&c.JSON, "json", false, "print one JSON object per result row instead of the tables")
 	f.StringVar(&c.Plot, "plot", "", "write an SVG of fleet p99 against hosts to this path")
+	f.StringSliceVar(&replot, "replot", nil, "run nothing: draw --plot from the rows of earlier --json outputs (files, comma-separated)")
 	readyTimeoutFlag(f, &c.ReadyTimeout)
 	return cmd
 }
