@@ -489,6 +489,19 @@ func (f *fleet) herd(eps []string, p, n int, dir string, revs []int64, ramp int)
 	return hosts, hr, nil
 }
 
+// syncerCounts sums the hosts' watch restarts and full loads.
+func syncerCounts(hosts []*fleetHost) (restarts, loads uint64) {
+	for _, h := range hosts {
+		if h.watchOnly {
+			continue
+		}
+		st := h.syncer.Status()
+		restarts += st.WatchRestarts
+		loads += st.Loads
+	}
+	return restarts, loads
+}
+
 func nonNil(hs []*fleetHost) []*fleetHost {
 	var out []*fleetHost
 	for _, h := range hs {
@@ -525,6 +538,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	for _, h := range hosts {
 		ev0 += h.events.Load()
 	}
+	restarts0, loads0 := syncerCounts(hosts)
 	m0 := f.mark()
 	interval := time.Second / time.Duration(w)
 	tick := time.NewTicker(interval)
@@ -578,6 +592,8 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	}
 	st := computeFleetStats(tr.samples(), len(hosts), f.c.Late)
 	row := newFleetRow(st)
+	restarts1, loads1 := syncerCounts(hosts)
+	row.WatchRestarts, row.Loads = restarts1-restarts0, loads1-loads0
 	row.Hosts, row.Proxies, row.WritesPerS, row.WatchOnly = len(hosts), p, w, f.c.WatchOnly
 	secs := m1.at.Sub(m0.at).Seconds()
 	row.Seconds = secs

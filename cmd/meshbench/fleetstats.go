@@ -109,6 +109,9 @@ type fleetRow struct {
 	Lost            int     `json:"lost"`
 	Late            int     `json:"late"`
 	EventsPerS      float64 `json:"events_per_s"`
+	// The hosts' syncers' watch restarts and full loads during the row.
+	WatchRestarts uint64 `json:"watch_restarts"`
+	Loads         uint64 `json:"loads"`
 	// CPU of all etcd members per write, of the leader alone, of all proxies.
 	EtcdCPUmsPerWrite       float64 `json:"etcd_cpu_ms_per_write"`
 	EtcdLeaderCPUmsPerWrite float64 `json:"etcd_leader_cpu_ms_per_write"`
@@ -175,11 +178,11 @@ func printJSONRow(w io.Writer, row any) error {
 
 func printFleetRows(w io.Writer, rows []fleetRow) {
 	tw := newTable(w, "hosts", "proxies", "W/s", "writes", "p50 ms", "p99 ms", "max ms", "host p99 med/worst", "DNS p50/p99/max (n)",
-		"lost", "late", "events/s", "etcd CPU ms/w (leader)", "net of idle (leader)", "etcd idle cores", "proxy ms/w", "etcd RSS MiB", "proxy RSS MiB", "bench cores", "idle cores", "load")
+		"lost", "late", "events/s", "watch restarts/loads", "etcd CPU ms/w (leader)", "net of idle (leader)", "etcd idle cores", "proxy ms/w", "etcd RSS MiB", "proxy RSS MiB", "bench cores", "idle cores", "load")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f/%.1f\t%.1f/%.1f/%.1f (%d)\t%d\t%d\t%.0f\t%.2f (%.2f)\t%.2f (%.2f)\t%.3f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f/%.1f\t%.1f/%.1f/%.1f (%d)\t%d\t%d\t%.0f\t%d/%d\t%.2f (%.2f)\t%.2f (%.2f)\t%.3f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t\n",
 			r.Hosts, r.Proxies, r.WritesPerS, r.Writes, r.P50ms, r.P99ms, r.MaxMs, r.HostP99MedianMs, r.HostP99WorstMs,
-			r.DNSP50ms, r.DNSP99ms, r.DNSMaxMs, r.DNSWrites, r.Lost, r.Late, r.EventsPerS,
+			r.DNSP50ms, r.DNSP99ms, r.DNSMaxMs, r.DNSWrites, r.Lost, r.Late, r.EventsPerS, r.WatchRestarts, r.Loads,
 			r.EtcdCPUmsPerWrite, r.EtcdLeaderCPUmsPerWrite, r.EtcdNetCPUmsPerWrite, r.EtcdLeaderNetCPUmsPerWrite, r.EtcdIdleCores, r.ProxyCPUmsPerWrite, r.EtcdRSSMiB, r.ProxyRSSMiB,
 			r.HostsCores, r.IdleCores, r.Load)
 	}
