@@ -143,11 +143,3 @@ func TestWritePlot(t *testing.T) {
 		t.Error("writePlot of no rows succeeded")
 	}
 }
-
-func TestNiceCeil(t *testing.T) {
-	for _, c := range []struct{ in, want float64 }{{0, 1}, {7, 10}, {140, 200}, {450, 500}, {1000, 1000}, {0.3, 0.5}} {
-		if got := niceCeil(c.in); got != c.want {
-			t.Errorf("niceCeil(%v) = %v, want %v", c.in, got, c.want)
-		}
-	}
-}

@@ -213,7 +213,7 @@ func writePlot(path string, rows []fleetRow) error {
 	}
 	series := map[key][]fleetRow{}
 	var keys []key
-	var maxY float64
+	minY, maxY := math.Inf(1), 0.0
 	minX, maxX := math.Inf(1), math.Inf(-1)
 	for _, r := range rows {
 		k := key{r.Proxies, r.WritesPerS, r.WatchOnly}
@@ -222,6 +222,7 @@ func writePlot(path string, rows []fleetRow) error {
 		}
 		series[k] = append(series[k], r)
 		maxY = max(maxY, r.P99ms)
+		minY = min(minY, max(r.P99ms, 0.1))
 		minX, maxX = min(minX, float64(r.Hosts)), max(maxX, float64(r.Hosts))
 	}
 	if len(rows) == 0 {
@@ -239,24 +240,30 @@ func writePlot(path string, rows []fleetRow) error {
 		}
 		return a.W - b.W
 	})
-	const W, H, left, right, top, bottom = 720, 400, 70, 250, 30, 50
+	const W, H, left, right, top, bottom = 780, 400, 70, 290, 30, 50
 	lx0, lx1 := math.Log10(minX), math.Log10(maxX)
 	if lx1-lx0 < 1e-9 {
 		lx0, lx1 = lx0-0.5, lx1+0.5
 	}
-	maxY = niceCeil(maxY)
+	// Both axes are logarithmic: p99 spans milliseconds to seconds.
+	ly0, ly1 := math.Floor(math.Log10(minY)), math.Ceil(math.Log10(max(maxY, 0.1)))
+	if ly1 <= ly0 {
+		ly1 = ly0 + 1
+	}
 	px := func(n int) float64 {
 		return left + (math.Log10(float64(n))-lx0)/(lx1-lx0)*float64(W-left-right)
 	}
-	py := func(v float64) float64 { return float64(H-bottom) - v/maxY*float64(H-top-bottom) }
+	py := func(v float64) float64 {
+		return float64(H-bottom) - (math.Log10(max(v, 0.1))-ly0)/(ly1-ly0)*float64(H-top-bottom)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">fleet p99 propagation (write return → every host) against hosts</text>`+"\n", left)
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, H-bottom, W-right, H-bottom)
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, top, left, H-bottom)
-	for i := 0; i <= 4; i++ {
-		v := maxY * float64(i) / 4
+	for d := ly0; d <= ly1; d++ {
+		v := math.Pow(10, d)
 		y := py(v)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%g</text>`+"\n",
 			left, y, W-right, y, left-5, y+4, v)
@@ -271,7 +278,12 @@ func writePlot(path string, rows []fleetRow) error {
 			x, H-bottom, x, H-bottom+5, x, H-bottom+18, n)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">hosts (log scale)</text>`+"\n", (left+W-right)/2, H-12)
-	fmt.Fprintf(&b, `<text x="16" y="%d" transform="rotate(-90 16 %d)" text-anchor="middle">p99 ms</text>`+"\n", (top+H-bottom)/2, (top+H-bottom)/2)
+	fmt.Fprintf(&b, `<text x="16" y="%d" transform="rotate(-90 16 %d)" text-anchor="middle">p99 ms (log scale)</text>`+"\n", (top+H-bottom)/2, (top+H-bottom)/2)
+	// Issue 15's target for 1,000 hosts through proxies at 20 writes/s.
+	if t := py(500); 500 >= math.Pow(10, ly0) && 500 <= math.Pow(10, ly1) {
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#888" stroke-dasharray="2 3"/><text x="%d" y="%.1f" fill="#555" text-anchor="end">target 500 ms</text>`+"\n",
+			left, t, W-right, t, W-right-4, t-4)
+	}
 	colors := []string{"#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"}
 	for i, k := range keys {
 		rs := series[k]
@@ -299,20 +311,6 @@ func writePlot(path string, rows []fleetRow) error {
 	}
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
 }
 
 // replotFleet draws the plot from the "writes" rows of --json outputs.
