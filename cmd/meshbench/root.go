@@ -99,7 +99,7 @@ stopped when it exits, also on error or interrupt.`,
 		}
 		return newEnv(ctx, stdout, stderr, cc)
 	}
-	root.AddCommand(newQPSCmd(newE), newPropagationCmd(newE), newScaleCmd(newE), newSmokeCmd(newE))
+	root.AddCommand(newQPSCmd(newE), newPropagationCmd(newE), newScaleCmd(newE), newFleetCmd(newE), newSmokeCmd(newE))
 	return root
 }
 
@@ -211,6 +211,74 @@ func newScaleCmd(newE envMaker) *cobra.Command {
 	f.BoolVar(&c.Restart, "restart", c.Restart, "also time a restart of meshdns on the same --data-dir")
 	f.DurationVar(&c.ReadyzWait, "readyz-wait", c.ReadyzWait, "how long after the first complete answer to wait for /readyz (if meshdns has --http)")
 	return cmd
+}
+
+func newFleetCmd(newE envMaker) *cobra.Command {
+	c := fleetConfig{Gen: genConfig{Orgs: 100, Apps: 1000, Machines: 10000, ZipfS: 1.1, Stopped: 0.1},
+		Meshdns: 3, DNSEvery: 4, Late: 5 * time.Second, Drain: 10 * time.Second, Herd: true, ReadyTimeout: 15 * time.Minute, HerdTimeout: 2 * time.Minute}
+	var hosts, proxies, writes, loader string
+	var replot []string
+	cmd := &cobra.Command{
+		Use:   "fleet",
+		Short: "Thousands of hosts watching one 3-member etcd cluster, directly or through etcd's gRPC proxy: propagation to every host, etcd's cost per write, restart herds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if c.Hosts, err = parseInts(hosts); err != nil {
+				return fmt.Errorf("--hosts: %w", err)
+			}
+			if c.Proxies, err = parseCounts(proxies); err != nil {
+				return fmt.Errorf("--proxies: %w", err)
+			}
+			if c.Writes, err = parseInts(writes); err != nil {
+				return fmt.Errorf("--writes: %w", err)
+			}
+			if c.Meshdns < 1 {
+				return fmt.Errorf("--meshdns-procs %d: want at least 1", c.Meshdns)
+			}
+			if len(replot) > 0 {
+				if c.Plot == "" {
+					return fmt.Errorf("--replot needs --plot FILE.svg")
+				}
+				return replotFleet(replot, c.Plot)
+			}
+			return newE.run(func(e *env) error {
+				c.Gen.Seed = e.c.Seed
+				return runFleet(e, c)
+			})
+		},
+	}
+	f := cmd.Flags()
+	genFlags(f, &c.Gen, &loader)
+	_ = f.MarkHidden("loader") // the fleet always loads with txn
+	f.StringVar(&hosts, "hosts", "10,100,1000", "fleet sizes: hosts, each its own etcd client, store and syncer, comma-separated")
+	f.StringVar(&proxies, "proxies", "0,2", "numbers of etcd gRPC proxies between hosts and members (0: hosts watch members directly), comma-separated")
+	f.StringVar(&writes, "writes", "20", "write rates (starts, stops and moves per second), comma-separated")
+	f.IntVar(&c.Meshdns, "meshdns-procs", c.Meshdns, "meshdns processes answering DNS, checked end to end")
+	f.IntVar(&c.DNSEvery, "dns-every", c.DNSEvery, "every n-th write changes the meshdns org and is checked in DNS")
+	f.DurationVar(&c.Late, "late", c.Late, "a delivery later than this counts as late")
+	f.DurationVar(&c.Drain, "drain", c.Drain, "after the last write of a row, wait this long at most; deliveries not seen by then are lost")
+	f.BoolVar(&c.Herd, "herd", c.Herd, "time restart herds: the hosts' cold start, and a restart of all from local copies")
+	f.DurationVar(&c.HerdTimeout, "herd-timeout", c.HerdTimeout, "a restart herd not all current by then is reported with the number of hosts that are")
+	f.BoolVar(&c.WatchOnly, "watch-only", false, "hosts watch but do not decode or apply events (no registry.Store): etcd's and the proxies' side of a fleet whose hosts' CPU would not fit on this machine")
+	f.BoolVar(&c.JSON, "json", false, "print one JSON object per result row instead of the tables")
+	f.StringVar(&c.Plot, "plot", "", "write an SVG of fleet p99 against hosts to this path")
+	f.StringSliceVar(&replot, "replot", nil, "run nothing: draw --plot from the rows of earlier --json outputs (files, comma-separated)")
+	readyTimeoutFlag(f, &c.ReadyTimeout)
+	return cmd
+}
+
+// parseCounts parses comma-separated integers ≥ 0.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: want integers ≥ 0 separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parseInts(s string) ([]int, error) {

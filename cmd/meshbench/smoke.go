@@ -72,6 +72,14 @@ func runSmoke(newE envMaker, short func(*common)) error {
 				Base: small, Loader: loaderTxn, Queries: 5000, Rounds: 1, ReadyTimeout: time.Minute,
 				Restart: true, Settle: time.Second, ReadyzWait: 10 * time.Second})
 		},
+		func(e *env) error {
+			// A 3-member etcd cluster, one gRPC proxy, 3 hosts and 3
+			// meshdns; fails if any write fails to reach a host or meshdns.
+			return runFleet(e, fleetConfig{Gen: genConfig{Orgs: 4, Apps: 40, Machines: 400, ZipfS: 1.1, Stopped: 0.1},
+				Hosts: []int{3}, Proxies: []int{1}, Writes: []int{5}, Meshdns: 3, DNSEvery: 2,
+				Late: 5 * time.Second, Drain: 5 * time.Second, Herd: true, ReadyTimeout: time.Minute, HerdTimeout: time.Minute,
+				IdleWindow: time.Second, Strict: true})
+		},
 	}
 	for _, step := range steps {
 		e, err := newE(mod)

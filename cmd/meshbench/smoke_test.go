@@ -17,6 +17,8 @@ func TestSmoke(t *testing.T) {
 	}
 	etcdtest.RequireTool(t, "dnsperf")
 	etcdtest.RequireTool(t, "nsd")
+	// The fleet benchmark runs etcd processes and etcd's gRPC proxy.
+	t.Setenv("ETCD_BIN", etcdtest.EtcdBinary(t))
 	var out, log bytes.Buffer
 	code := run([]string{"smoke"}, &out, &log)
 	t.Logf("progress:\n%s", log.String())
@@ -28,6 +30,7 @@ func TestSmoke(t *testing.T) {
 		"## qps:", "QPS m/N", "meshdns", "nsd", "echo", "answers checked:",
 		"## propagation:", "DNS shows change (all)",
 		"## scale:", "first complete answer", "ratio (≥0.90)",
+		"## fleet:", "etcd CPU ms/w", "## herd:", "local copies",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
