@@ -96,6 +96,22 @@ type historyState struct {
 	// client is closed once cfg.Client is set; own says Run made it.
 	client chan struct{}
 	own    bool
+	// follow starts followConn once; drops counts the connection's drops;
+	// cancelWatch stops the running watch; verified is the last snapshot
+	// the history check passed for.
+	follow      sync.Once
+	drops       uint64
+	cancelWatch context.CancelCauseFunc
+	verified    verifiedState
+}
+
+// verifiedState is a snapshot (revision and witness) whose history check
+// passed, with the connection drop count at the time.
+type verifiedState struct {
+	ok    bool
+	rev   int64
+	w     Witness
+	drops uint64
 }
 
 // historyReset records that etcd's history is not the snapshot's and returns
@@ -108,6 +124,7 @@ func (s *Syncer) historyReset(reason, detail string) error {
 	}
 	s.hist.counts[reason]++
 	s.hist.pending = reason
+	s.hist.verified = verifiedState{}
 	s.hist.mu.Unlock()
 	s.ready.Store(false)
 	s.cfg.Log.Error("etcd's history is not the one the snapshot followed (etcd restored from a backup, its data lost or the cluster rebuilt); "+
@@ -185,7 +202,9 @@ func (s *Syncer) checkHistory(ctx context.Context) error {
 	if snap == nil {
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	// Bounded like the watch's silence: a hung member must not hold the
+	// watch up for long (the next attempt may reach another).
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.StallTimeout)
 	defer cancel()
 	resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly())
 	if err != nil {
@@ -265,24 +284,66 @@ func (s *Syncer) resetOnFutureRevision(err error, rev int64) error {
 // revision until the watch fails or the client's connection to etcd drops.
 // The client resumes a watch by itself after a reconnect, which would skip
 // the check, so the connection is followed and the watch stopped first.
+//
+// The check is skipped when it already passed for this very snapshot
+// (revision and witness) and the connection has not dropped since: nothing
+// can have changed, and the two reads would otherwise shift clientv3's
+// round-robin picker in step with the members, so that after a hung member
+// every new watch could land on it again.
 func (s *Syncer) watchChecked(ctx context.Context) error {
-	if err := s.checkHistory(ctx); err != nil {
-		return err
+	s.hist.follow.Do(func() { go s.followConn(ctx) })
+	snap := s.cfg.Store.Snapshot()
+	s.hist.mu.Lock()
+	drops := s.hist.drops
+	v := s.hist.verified
+	done := snap != nil && v.ok && v.rev == snap.Revision && v.w == snap.Witness() && v.drops == drops && s.hist.lost.ModRevision == 0
+	s.hist.mu.Unlock()
+	if !done {
+		if err := s.checkHistory(ctx); err != nil {
+			return err
+		}
+		if snap != nil {
+			s.hist.mu.Lock()
+			s.hist.verified = verifiedState{ok: true, rev: snap.Revision, w: snap.Witness(), drops: drops}
+			s.hist.mu.Unlock()
+		}
 	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go s.followConn(wctx, cancel)
+	s.hist.mu.Lock()
+	dropped := s.hist.drops != drops
+	s.hist.cancelWatch = cancel
+	s.hist.mu.Unlock()
+	defer func() {
+		s.hist.mu.Lock()
+		s.hist.cancelWatch = nil
+		s.hist.mu.Unlock()
+	}()
+	if dropped {
+		return fmt.Errorf("%w while checking etcd's history", errConnLost)
+	}
+	// clientv3's Watch returns only once etcd confirmed the watch; a member
+	// that hangs with its connection open never does, and no watchdog runs
+	// before Watch returns. Give up after StallTimeout without an answer.
+	started := time.Now().UnixNano()
+	created := time.AfterFunc(s.cfg.StallTimeout, func() {
+		if s.lastContact.Load() <= started {
+			cancel(fmt.Errorf("%w: etcd did not confirm the watch within %s", errStalled, s.cfg.StallTimeout))
+		}
+	})
+	defer created.Stop()
 	err := s.watch(wctx, s.cfg.Store.Revision()+1)
-	if cause := context.Cause(wctx); ctx.Err() == nil && errors.Is(cause, errConnLost) {
+	if cause := context.Cause(wctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	return err
 }
 
-// followConn stops the watch (through cancel) when the client's connection
-// leaves the ready state after having been ready, and keeps the snapshot's
-// witness of that moment: no event of a reconnected etcd can be in it yet.
-func (s *Syncer) followConn(ctx context.Context, cancel context.CancelCauseFunc) {
+// followConn runs for the syncer's life. When the client's connection
+// leaves the ready state after having been ready, it counts a drop, keeps
+// the snapshot's witness of that moment (no event of a reconnected etcd can
+// be in it yet) and stops the running watch.
+func (s *Syncer) followConn(ctx context.Context) {
 	conn := s.cfg.Client.ActiveConnection()
 	state := conn.GetState()
 	wasReady := false
@@ -290,15 +351,21 @@ func (s *Syncer) followConn(ctx context.Context, cancel context.CancelCauseFunc)
 		if state == connectivity.Ready {
 			wasReady = true
 		} else if wasReady {
+			wasReady = false
+			var w Witness
 			if snap := s.cfg.Store.Snapshot(); snap != nil {
-				s.hist.mu.Lock()
-				if s.hist.lost.ModRevision == 0 {
-					s.hist.lost = snap.Witness()
-				}
-				s.hist.mu.Unlock()
+				w = snap.Witness()
 			}
-			cancel(fmt.Errorf("%w (%s)", errConnLost, state))
-			return
+			s.hist.mu.Lock()
+			s.hist.drops++
+			if s.hist.lost.ModRevision == 0 {
+				s.hist.lost = w
+			}
+			cancel := s.hist.cancelWatch
+			s.hist.mu.Unlock()
+			if cancel != nil {
+				cancel(fmt.Errorf("%w (%s)", errConnLost, state))
+			}
 		}
 		if !conn.WaitForStateChange(ctx, state) {
 			return

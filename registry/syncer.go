@@ -240,6 +240,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.cfg.Log.Warn("loading the registry again in full", zap.String("reason", err.Error()))
 			needLoad = true
 			continue
+		} else if errors.Is(err, errConnLost) {
+			// No pause: the history check before the next watch waits
+			// for the connection (bounded by StallTimeout).
+			s.fail("watch", err)
+			continue
 		} else {
 			s.fail("watch", err)
 		}

@@ -137,6 +137,19 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 			log.Info("embedded etcd stopped")
 		}()
 	}
+	if o.demo {
+		// Seeded before the first load, so it holds the demo org. The
+		// embedded etcd is up and needs no token: this client does not wait.
+		cli, err := connect(ctx)
+		if err != nil {
+			return err
+		}
+		err = seedDemo(ctx, cli, o.etcdPrefix)
+		cli.Close()
+		if err != nil {
+			return err
+		}
+	}
 	syncDone, copyDone := make(chan struct{}), make(chan struct{})
 	syncCtx, cancelSync := context.WithCancel(ctx)
 	go func() {
@@ -154,11 +167,6 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	}()
 
 	if o.demo {
-		if cli := syncer.Client(ctx); cli != nil {
-			if err := seedDemo(ctx, cli, o.etcdPrefix); err != nil {
-				return err
-			}
-		}
 		waitLoaded(ctx, store)
 		printDemo(stdout, srv, endpoints)
 	}
