@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -63,6 +65,9 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		cfg := etcdCfg
 		cfg.Context = ctx
 		cli, err := clientv3.New(cfg)
+		if errors.Is(err, rpctypes.ErrAuthFailed) {
+			return nil, fmt.Errorf("etcd at %v refused user %q: %w; check --etcd-user and $%s", endpoints, o.etcdUser, err, etcdPasswordEnv)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 		}
