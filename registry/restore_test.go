@@ -73,14 +73,14 @@ func observed() (*zap.Logger, *observer.ObservedLogs) {
 
 // wantReset waits until the syncer has reset for reason exactly once, has
 // loaded etcd in full and is ready, and checks the error was logged.
-func wantReset(t *testing.T, sy *runningSyncer, cli *clientv3.Client, s *Store, logs *observer.ObservedLogs, reason string) {
+func wantReset(t *testing.T, sy *runningSyncer, cli *clientv3.Client, s *Store, logs *observer.ObservedLogs, reason string, loads uint64) {
 	t.Helper()
 	waitFor(t, "a history reset", func() bool { return len(sy.Status().HistoryResets) > 0 })
 	waitMatchesEtcd(t, cli, s)
 	waitFor(t, "ready after the full load", func() bool { return sy.Status().Ready })
 	st := sy.Status()
-	if st.HistoryResets[reason] != 1 || len(st.HistoryResets) != 1 || st.Resetting != "" || st.Loads != 1 {
-		t.Errorf("status %+v, want one reset (%s), over, after one full load", st, reason)
+	if st.HistoryResets[reason] != 1 || len(st.HistoryResets) != 1 || st.Resetting != "" || st.Loads != loads {
+		t.Errorf("status %+v, want one reset (%s), over, %d full loads in all", st, reason, loads)
 	}
 	errs := logs.FilterMessageSnippet("history is not the one the snapshot followed").FilterField(zap.String("reason", reason)).All()
 	if len(errs) != 1 || errs[0].Level != zap.ErrorLevel {
@@ -116,7 +116,7 @@ func TestHistoryResetRevisionBehind(t *testing.T) {
 	}
 	log, logs := observed()
 	sy := startSyncer(t, SyncerConfig{Client: cliB, Store: s, ClusterID: cluster, Log: log})
-	wantReset(t, sy, cliB, s, logs, ResetRevisionBehind)
+	wantReset(t, sy, cliB, s, logs, ResetRevisionBehind, 1)
 }
 
 // etcd past the snapshot's revision with another history — written again
@@ -132,7 +132,7 @@ func TestHistoryResetDiverged(t *testing.T) {
 	}
 	log, logs := observed()
 	sy := startSyncer(t, SyncerConfig{Client: cliB, Store: old, ClusterID: clusterOf(t, cliB), Log: log})
-	wantReset(t, sy, cliB, old, logs, ResetDiverged)
+	wantReset(t, sy, cliB, old, logs, ResetDiverged, 1)
 }
 
 // A snapshot from another cluster is a reset too.
@@ -146,7 +146,7 @@ func TestHistoryResetClusterChanged(t *testing.T) {
 	// token), like a restored one; another cluster has another.
 	log, logs := observed()
 	sy := startSyncer(t, SyncerConfig{Client: cliB, Store: old, ClusterID: clusterOf(t, cliB) ^ 0x5a5a, Log: log})
-	wantReset(t, sy, cliB, old, logs, ResetClusterChanged)
+	wantReset(t, sy, cliB, old, logs, ResetClusterChanged, 1)
 }
 
 // A reconcile refused as a future revision resets instead of being skipped.
@@ -228,4 +228,39 @@ func TestSyncerConnectsInBackground(t *testing.T) {
 	if st := sy.Status(); !strings.Contains(st.LastError, "etcd unreachable (test)") {
 		t.Errorf("LastError %q, want the connect error", st.LastError)
 	}
+}
+
+// A running syncer whose etcd (a real process) goes away and comes back:
+// with the same data, the connection drop restarts the watch, the check
+// passes and nothing is reloaded; restored from a backup, it resets.
+func TestHistoryAcrossEtcdRestarts(t *testing.T) {
+	c := etcdtest.Cluster(t, 1)
+	e := c.Member(0)
+	cli := c.Client(t)
+	putText(t, cli, "orgs/acme {\"network\":\"fdaa:0:18::/48\"}\n"+machineLines(1, 3, "started"))
+	log, logs := observed()
+	s := NewStore(DefaultPrefix)
+	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, Log: log})
+	waitMatchesEtcd(t, cli, s)
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	e.SaveSnapshot(backup)
+
+	// The same etcd, stopped and started: no reset, no reload.
+	putText(t, cli, machineLines(10, 3, "started"))
+	e.Stop()
+	e.Start()
+	putText(t, cli, machineLines(20, 1, "started"))
+	waitMatchesEtcd(t, cli, s)
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	if st := sy.Status(); len(st.HistoryResets) != 0 || st.Loads != 1 || st.WatchRestarts == 0 {
+		t.Errorf("after a restart of the same etcd: status %+v, want no reset, one load, a watch restart", st)
+	}
+
+	// Restored from the backup, with one write: behind the snapshot.
+	e.Stop()
+	e.RestoreSnapshot(backup)
+	e.Start()
+	putText(t, cli, machineLines(30, 1, "started"))
+	wantReset(t, sy, cli, s, logs, ResetRevisionBehind, 2)
 }
