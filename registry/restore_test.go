@@ -212,7 +212,8 @@ func TestSyncerConnectsInBackground(t *testing.T) {
 	putText(t, e.Client(t), "orgs/acme {\"network\":\"fdaa:0:18::/48\"}\n")
 	var calls atomic.Int32
 	s := NewStore(DefaultPrefix)
-	sy := startSyncer(t, SyncerConfig{Store: s, Connect: func(ctx context.Context) (*clientv3.Client, error) {
+	log, logs := observed()
+	sy := startSyncer(t, SyncerConfig{Store: s, Log: log, Connect: func(ctx context.Context) (*clientv3.Client, error) {
 		if calls.Add(1) < 3 {
 			return nil, errors.New("etcd unreachable (test)")
 		}
@@ -225,8 +226,8 @@ func TestSyncerConnectsInBackground(t *testing.T) {
 	if n := calls.Load(); n != 3 {
 		t.Errorf("Connect called %d times, want 3", n)
 	}
-	if st := sy.Status(); !strings.Contains(st.LastError, "etcd unreachable (test)") {
-		t.Errorf("LastError %q, want the connect error", st.LastError)
+	if n := logs.FilterMessageSnippet("etcd client failed").FilterField(zap.Error(errors.New("etcd unreachable (test)"))).Len(); n != 2 {
+		t.Errorf("%d warnings about the failed client, want 2: %v", n, logs.All())
 	}
 }
 
