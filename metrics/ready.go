@@ -35,6 +35,9 @@ func readiness(store *registry.Store, status StatusFunc, now func() time.Time) R
 		if st.Ready && !snap.Stale {
 			return true, "ok"
 		}
+		if st.Resetting != "" {
+			return false, fmt.Sprintf("etcd's history is not the snapshot's (%s); serving the discarded snapshot at revision %d until a full load replaces it", st.Resetting, snap.Revision)
+		}
 		if snap.Stale {
 			return false, fmt.Sprintf("serving the local copy at revision %d; not yet confirmed with etcd", snap.Revision)
 		}

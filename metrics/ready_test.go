@@ -28,6 +28,8 @@ func TestReadiness(t *testing.T) {
 		{"current", loaded, registry.Status{Ready: true, LastContact: now}, true, "ok"},
 		{"etcd gone", loaded, registry.Status{LastContact: now.Add(-12 * time.Second)},
 			false, "etcd unreachable for 12s; serving snapshot at revision " + strconv.FormatInt(rev, 10)},
+		{"history reset", loaded, registry.Status{LastContact: now, Resetting: registry.ResetRevisionBehind},
+			false, "etcd's history is not the snapshot's (revision_behind); serving the discarded snapshot at revision " + strconv.FormatInt(rev, 10) + " until a full load replaces it"},
 		{"watch restarting", loaded, registry.Status{LastContact: now.Add(-100 * time.Millisecond)},
 			false, "etcd watch restarting; serving snapshot at revision " + strconv.FormatInt(rev, 10)},
 	}

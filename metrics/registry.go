@@ -21,6 +21,7 @@ type registryCollector struct {
 
 	revision, objects, invalid, ready, age, contact *prometheus.Desc
 	loads, restarts, reconciles, drift              *prometheus.Desc
+	resets                                          *prometheus.Desc
 }
 
 func newRegistryCollector(store *registry.Store, status StatusFunc) *registryCollector {
@@ -39,11 +40,13 @@ func newRegistryCollector(store *registry.Store, status StatusFunc) *registryCol
 		restarts:   d("watch_restarts_total", "Watches on etcd started again after an error."),
 		reconciles: d("reconciles_total", "Comparisons of the snapshot with etcd's contents at the same revision."),
 		drift:      d("drift_keys_total", "Keys a reconcile found differing from etcd (each repaired by a full load); stays 0 in a healthy run."),
+		resets: d("history_resets_total", "Times etcd's history was found not to be the one the snapshot followed (etcd restored from a backup, "+
+			"its data lost, the cluster rebuilt), by reason; each discards the snapshot for a full load.", "reason"),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.revision, c.objects, c.invalid, c.ready, c.age, c.contact, c.loads, c.restarts, c.reconciles, c.drift} {
+	for _, d := range []*prometheus.Desc{c.revision, c.objects, c.invalid, c.ready, c.age, c.contact, c.loads, c.restarts, c.reconciles, c.drift, c.resets} {
 		ch <- d
 	}
 }
@@ -75,6 +78,9 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.WatchRestarts))
 	ch <- prometheus.MustNewConstMetric(c.reconciles, prometheus.CounterValue, float64(st.Reconciles))
 	ch <- prometheus.MustNewConstMetric(c.drift, prometheus.CounterValue, float64(st.Drift))
+	for _, reason := range registry.ResetReasons {
+		ch <- prometheus.MustNewConstMetric(c.resets, prometheus.CounterValue, float64(st.HistoryResets[reason]), reason)
+	}
 }
 
 // contacted reports whether etcd ever answered (the syncer reports the

@@ -39,7 +39,8 @@ func TestRegistryCollector(t *testing.T) {
 	store := loadedStore(t)
 	m := New()
 	contact := time.Now().Add(-3 * time.Second)
-	m.WatchRegistry(store, fixedStatus(registry.Status{Ready: true, LastContact: contact, Loads: 1, WatchRestarts: 2}))
+	m.WatchRegistry(store, fixedStatus(registry.Status{Ready: true, LastContact: contact, Loads: 1, WatchRestarts: 2,
+		HistoryResets: map[string]uint64{registry.ResetDiverged: 3}}))
 	reg := m.Registry()
 	wantValue(t, reg, float64(store.Revision()), "meshdns_registry_revision")
 	wantValue(t, reg, 2, "meshdns_registry_objects", "kind=orgs")
@@ -50,6 +51,8 @@ func TestRegistryCollector(t *testing.T) {
 	wantValue(t, reg, 1, "meshdns_registry_ready")
 	wantValue(t, reg, 1, "meshdns_registry_loads_total")
 	wantValue(t, reg, 2, "meshdns_registry_watch_restarts_total")
+	wantValue(t, reg, 3, "meshdns_registry_history_resets_total", "reason=history_diverged")
+	wantValue(t, reg, 0, "meshdns_registry_history_resets_total", "reason=revision_behind")
 	age, ok := metricValue(t, reg, "meshdns_registry_snapshot_age_seconds")
 	if !ok || age < 3 || age > 10 {
 		t.Errorf("snapshot age %v (present %v), want about 3s", age, ok)

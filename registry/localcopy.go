@@ -34,6 +34,12 @@ type copyHeader struct {
 	Prefix    string `json:"prefix"`
 	ClusterID uint64 `json:"cluster_id"`
 	Revision  int64  `json:"revision"`
+	// Witness is the snapshot's Witness: checked against etcd at start, it
+	// tells a copy of another history (etcd restored, rebuilt) from one
+	// etcd can continue. Absent from older copies.
+	WitnessKey      string `json:"witness_key,omitempty"`
+	WitnessRevision int64  `json:"witness_revision,omitempty"`
+	WitnessHash     uint64 `json:"witness_hash,omitempty"`
 }
 
 type copyTrailer struct {
@@ -60,7 +66,8 @@ func WriteCopy(path, prefix string, clusterID uint64, snap *Snapshot) error {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	w := &copyWriter{zw: zw}
-	err = w.add(appendJSONLine(nil, copyHeader{Format: copyFormat, Prefix: prefix, ClusterID: clusterID, Revision: snap.Revision}))
+	err = w.add(appendJSONLine(nil, copyHeader{Format: copyFormat, Prefix: prefix, ClusterID: clusterID, Revision: snap.Revision,
+		WitnessKey: snap.witness.Key, WitnessRevision: snap.witness.ModRevision, WitnessHash: snap.witness.Hash}))
 	w.n = 0 // the header is not an entry
 	for code, r := range snap.regions {
 		if err == nil {
@@ -311,6 +318,8 @@ func (s *Store) loadCopy(path, prefix string, lim copyLimits) (clusterID uint64,
 	for key, reason := range l.st.invalid {
 		return 0, fmt.Errorf("local copy %s: entry %s is invalid: %s", path, key, reason)
 	}
+	// The entries carry no revisions, so the witness comes from the header.
+	l.st.witness = Witness{Key: h.WitnessKey, ModRevision: h.WitnessRevision, Hash: h.WitnessHash}
 	l.commit(h.Revision, true)
 	return h.ClusterID, nil
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -38,6 +39,10 @@ func (s *Syncer) reconcileLoop(ctx context.Context) {
 		// would otherwise keep the heap grown by a reconcile's pages
 		// until the next one.
 		debug.FreeOSMemory()
+		if errors.Is(err, errHistoryReset) {
+			s.requestReload(err.Error())
+			continue
+		}
 		if err != nil {
 			s.cfg.Log.Info("reconcile skipped", zap.Error(err))
 			continue
@@ -70,7 +75,7 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 			c.org(eventOf(kv))
 		}
 	}); err != nil {
-		return nil, err
+		return nil, s.resetOnFutureRevision(err, snap.Revision)
 	}
 	c.orgsDone()
 	if _, _, err := s.readAll(ctx, snap.Revision, func(kvs []*mvccpb.KeyValue) {
@@ -78,7 +83,7 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 			c.add(eventOf(kv))
 		}
 	}); err != nil {
-		return nil, err
+		return nil, s.resetOnFutureRevision(err, snap.Revision)
 	}
 	diff := c.finish()
 	s.reconciles.Add(1)

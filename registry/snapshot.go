@@ -18,6 +18,8 @@ type Snapshot struct {
 	// dataVersion counts the publishes that may have changed what is
 	// served (events, full loads); see DataVersion.
 	dataVersion uint64
+	// witness is the last put the snapshot applied (see Witness).
+	witness Witness
 
 	orgs     shardedMap[string, *Org]
 	nets     shardedMap[netKey, *Org]

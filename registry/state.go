@@ -47,6 +47,11 @@ type state struct {
 	// serialFloor is the snapshot a full load replaces: serials keep growing
 	// across the reload.
 	serialFloor *Snapshot
+	// witness is the put with the highest mod revision applied (see
+	// Witness); witnessValue is its value until publish hashes it.
+	witness        Witness
+	witnessValue   []byte
+	witnessPending bool
 }
 
 type orgState struct {
@@ -123,6 +128,10 @@ func (st *state) setInvalid(key, reason string) {
 // treated as absent (the key's previous value is not served either, since
 // etcd no longer holds it) and recorded in invalid.
 func (st *state) apply(ev Event) {
+	if !ev.Delete && ev.ModRevision > st.witness.ModRevision {
+		st.witness = Witness{Key: ev.Key, ModRevision: ev.ModRevision}
+		st.witnessValue, st.witnessPending = ev.Value, true
+	}
 	delete(st.invalid, ev.Key)
 	k, err := ParseKey(st.prefix, ev.Key)
 	if err != nil {
@@ -278,6 +287,11 @@ func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *
 	next := *old
 	next.Revision = rev
 	next.Stale = false
+	if st.witnessPending {
+		st.witness.Hash = hashValue(st.witnessValue)
+		st.witnessValue, st.witnessPending = nil, false
+	}
+	next.witness = st.witness
 	if len(st.dirty) > 0 {
 		orgs, nets := old.orgs.edit(), old.nets.edit()
 		for name, d := range st.dirty {

@@ -53,6 +53,10 @@ type SyncerConfig struct {
 	// ClusterID, when set, is the etcd cluster the store's snapshot came
 	// from (a local copy's); a different cluster means a full load.
 	ClusterID uint64
+	// Connect, used when Client is nil, makes the client in Run, retried
+	// with backoff: making one may talk to etcd (an auth token), which must
+	// not hold up answering from the local copy. Run closes it.
+	Connect func(context.Context) (*clientv3.Client, error)
 }
 
 // Status describes how current the store is with etcd.
@@ -75,6 +79,11 @@ type Status struct {
 	Reconciles, Drift uint64
 	// ClusterID is the etcd cluster last talked to.
 	ClusterID uint64
+	// HistoryResets counts, by reason (ResetReasons), the times etcd's
+	// history was found not to be the snapshot's; Resetting is the reason
+	// of one whose full load has not completed ("" when none).
+	HistoryResets map[string]uint64
+	Resetting     string
 }
 
 // Syncer keeps a Store current with etcd: it loads the registry at one
@@ -96,6 +105,7 @@ type Syncer struct {
 	// reload asks the running watch to stop for a full load (reconcile
 	// found drift, or the cluster is not the one the snapshot came from).
 	reload  chan string
+	hist    historyState
 	mu      sync.Mutex
 	lastErr string
 }
@@ -117,7 +127,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Syncer{cfg: cfg, reload: make(chan string, 1)}
+	s := &Syncer{cfg: cfg, reload: make(chan string, 1), hist: historyState{client: make(chan struct{})}}
 	s.clusterID.Store(cfg.ClusterID)
 	return s
 }
@@ -134,7 +144,7 @@ func (s *Syncer) noteCluster(id uint64) error {
 		return nil
 	}
 	if old := s.clusterID.Swap(id); old != 0 && old != id {
-		return fmt.Errorf("%w: etcd cluster is %x, the snapshot came from %x", errReload, id, old)
+		return s.historyReset(ResetClusterChanged, fmt.Sprintf("etcd cluster is %x, the snapshot came from %x", id, old))
 	}
 	return nil
 }
@@ -152,8 +162,9 @@ func (s *Syncer) Status() Status {
 	lastErr := s.lastErr
 	s.mu.Unlock()
 	last := time.Unix(0, s.lastContact.Load())
+	resetting := s.resetPending()
 	return Status{
-		Ready:         s.ready.Load() && time.Since(last) < s.cfg.StallTimeout,
+		Ready:         s.ready.Load() && resetting == "" && time.Since(last) < s.cfg.StallTimeout,
 		Revision:      s.cfg.Store.Revision(),
 		LastContact:   last,
 		Loads:         s.loads.Load(),
@@ -162,6 +173,8 @@ func (s *Syncer) Status() Status {
 		Reconciles:    s.reconciles.Load(),
 		Drift:         s.drift.Load(),
 		ClusterID:     s.clusterID.Load(),
+		HistoryResets: s.historyResets(),
+		Resetting:     resetting,
 	}
 }
 
@@ -176,6 +189,10 @@ var errReload = errors.New("full load requested")
 
 // Run keeps the store in sync until ctx ends.
 func (s *Syncer) Run(ctx context.Context) error {
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	defer s.closeClient()
 	needLoad := s.cfg.Store.Snapshot() == nil
 	if s.cfg.ReconcileInterval > 0 {
 		go s.reconcileLoop(ctx)
@@ -192,15 +209,22 @@ func (s *Syncer) Run(ctx context.Context) error {
 				continue
 			}
 			needLoad = false
+			s.loaded()
 		}
 		start := time.Now()
-		err := s.watch(ctx, s.cfg.Store.Revision()+1)
+		err := s.watchChecked(ctx)
 		s.ready.Store(false)
 		if ctx.Err() != nil {
 			break
 		}
 		s.watchRestarts.Add(1)
-		if errors.Is(err, errCompacted) {
+		if s.resetPending() != "" {
+			if !s.discardSnapshot(ctx) {
+				break
+			}
+			needLoad = true
+			continue
+		} else if errors.Is(err, errCompacted) {
 			wait := time.Duration(0)
 			if s.cfg.ReloadJitter > 0 {
 				wait = rand.N(s.cfg.ReloadJitter)
@@ -215,6 +239,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		} else if errors.Is(err, errReload) {
 			s.cfg.Log.Warn("loading the registry again in full", zap.String("reason", err.Error()))
 			needLoad = true
+			continue
+		} else if errors.Is(err, errConnLost) {
+			// No pause: the history check before the next watch waits
+			// for the connection (bounded by StallTimeout).
+			s.fail("watch", err)
 			continue
 		} else {
 			s.fail("watch", err)
@@ -299,6 +328,8 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				switch {
 				case err != nil:
 					return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, time.Since(lastResp).Round(time.Second), err)
+				case s.checkBehind(cur) != nil:
+					return errHistoryReset
 				case cur < from:
 					lastResp = time.Now()
 					s.markReady()
@@ -316,6 +347,10 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				// etcd would never make the syncer ready, and the watch
 				// would be torn down as stalled over and over.
 				if resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly()); err == nil && resp.Header.Revision < from {
+					if err := s.checkBehind(resp.Header.Revision); err != nil {
+						rcancel()
+						return err
+					}
 					lastResp = time.Now()
 					s.contact()
 					s.markReady()
@@ -346,7 +381,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				// history to replay. It is current if etcd has not reached
 				// its start yet; otherwise the progress notification we ask
 				// for comes once everything before it was delivered.
-				if cur, err := s.etcdRevision(wctx); err == nil && cur < from {
+				if cur, err := s.etcdRevision(wctx); err == nil && s.checkBehind(cur) != nil {
+					return errHistoryReset
+				} else if err == nil && cur < from {
 					s.markReady()
 				} else if err == nil {
 					// Caught up once the events up to cur are applied.
@@ -359,6 +396,11 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				continue
 			}
 			if resp.IsProgressNotify() {
+				if resp.Header.Revision < s.cfg.Store.Revision() {
+					// A member behind the snapshot: lagging, or etcd lost
+					// history. The check before the next watch tells.
+					return fmt.Errorf("progress notification at revision %d, behind the snapshot's %d", resp.Header.Revision, s.cfg.Store.Revision())
+				}
 				// Everything up to this revision has been delivered.
 				if resp.Header.Revision > s.cfg.Store.Revision() {
 					s.cfg.Store.Apply(resp.Header.Revision, nil)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -57,15 +59,23 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The client connects lazily, so creating it before etcd is up is
-	// fine: the syncer keeps retrying and /readyz says why it waits.
-	cli, err := clientv3.New(etcdCfg)
-	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
-	}
-	defer cli.Close()
 	cluster := loadLocalCopy(o, store, log.Named("registry"))
-	syncer := registry.NewSyncer(registry.SyncerConfig{Client: cli, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
+	// The syncer makes the client in the background, retrying: with
+	// --etcd-user, making one fetches an auth token from etcd, and an etcd
+	// that is down must not keep DNS from answering from the local copy.
+	connect := func(ctx context.Context) (*clientv3.Client, error) {
+		cfg := etcdCfg
+		cfg.Context = ctx
+		cli, err := clientv3.New(cfg)
+		if errors.Is(err, rpctypes.ErrAuthFailed) {
+			return nil, fmt.Errorf("etcd at %v refused user %q: %w; check --etcd-user and $%s", endpoints, o.etcdUser, err, etcdPasswordEnv)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+		}
+		return cli, nil
+	}
+	syncer := registry.NewSyncer(registry.SyncerConfig{Connect: connect, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
 		ClusterID: cluster, ReconcileInterval: o.reconcileInterval, LoadGCPercent: loadGCPercent,
 		// Spread the full loads of a fleet restarting from stale copies.
 		ReloadJitter: 5 * time.Second})
@@ -97,38 +107,8 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	if len(o.etcdEndpoints) == 0 {
-		e, err := startEmbeddedEtcd(o, log)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			e.Close()
-			log.Info("embedded etcd stopped")
-		}()
-	}
-	if o.demo {
-		if err := seedDemo(ctx, cli, o.etcdPrefix); err != nil {
-			return err
-		}
-	}
-
-	syncDone, copyDone := make(chan struct{}), make(chan struct{})
-	syncCtx, cancelSync := context.WithCancel(ctx)
-	go func() {
-		defer close(syncDone)
-		_ = syncer.Run(syncCtx)
-	}()
-	go func() {
-		defer close(copyDone)
-		saveLocalCopies(syncCtx, o, store, syncer, log.Named("registry"))
-	}()
-	defer func() {
-		cancelSync()
-		<-syncDone
-		<-copyDone
-	}()
-
+	// DNS answers (from the local copy, or SERVFAIL until the first load)
+	// before anything waits on etcd.
 	rs := &runtimeSettings{level: level, log: log, fwdObs: m.Forward(), qlog: newQueryLog(log.Named("query"), o.queryLogSample)}
 	rs.obs = observers{m.Queries(), rs.qlog}
 	if err := rs.apply(o); err != nil {
@@ -150,6 +130,11 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	m.WatchTCP(srv.TCPStats)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
 	rs.mu.Lock()
 	rs.srv = srv
 	rs.mu.Unlock()
@@ -162,15 +147,51 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	}()
 	defer func() { <-notifyDone }()
 
+	if len(o.etcdEndpoints) == 0 {
+		e, err := startEmbeddedEtcd(o, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			e.Close()
+			log.Info("embedded etcd stopped")
+		}()
+	}
+	if o.demo {
+		// Seeded before the first load, so it holds the demo org. The
+		// embedded etcd is up and needs no token: this client does not wait.
+		cli, err := connect(ctx)
+		if err != nil {
+			return err
+		}
+		err = seedDemo(ctx, cli, o.etcdPrefix)
+		cli.Close()
+		if err != nil {
+			return err
+		}
+	}
+	syncDone, copyDone := make(chan struct{}), make(chan struct{})
+	syncCtx, cancelSync := context.WithCancel(ctx)
+	go func() {
+		defer close(syncDone)
+		_ = syncer.Run(syncCtx)
+	}()
+	go func() {
+		defer close(copyDone)
+		saveLocalCopies(syncCtx, o, store, syncer, log.Named("registry"))
+	}()
+	defer func() {
+		cancelSync()
+		<-syncDone
+		<-copyDone
+	}()
+
 	if o.demo {
 		waitLoaded(ctx, store)
 		printDemo(stdout, srv, endpoints)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
 	return nil
 }
 

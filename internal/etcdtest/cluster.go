@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshdns/meshdns/internal/childproc"
@@ -406,7 +407,9 @@ func (m *Member) waitReady(deadline time.Time) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := cli.Get(ctx, "etcdtest-ready-probe")
 		cancel()
-		if err == nil {
+		// With authentication on, an anonymous read is refused only after
+		// the linearizable wait: the member serves.
+		if err == nil || errors.Is(err, rpctypes.ErrUserEmpty) {
 			return nil
 		}
 		if err := m.exitError(); err != nil {
