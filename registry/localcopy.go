@@ -319,7 +319,10 @@ func (s *Store) loadCopy(path, prefix string, lim copyLimits) (clusterID uint64,
 		return 0, fmt.Errorf("local copy %s: entry %s is invalid: %s", path, key, reason)
 	}
 	// The entries carry no revisions, so the witness comes from the header.
+	// Org entries carry their claim's revisions, which the store takes
+	// for a put to witness: the header's witness replaces any of them.
 	l.st.witness = Witness{Key: h.WitnessKey, ModRevision: h.WitnessRevision, Hash: h.WitnessHash}
+	l.st.witnessValue, l.st.witnessPending = nil, false
 	l.commit(h.Revision, true)
 	return h.ClusterID, nil
 }
