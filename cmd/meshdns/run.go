@@ -162,11 +162,14 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		// embedded etcd is up and needs no token: this client does not wait.
 		cli, err := connect(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for etcd: a normal exit
+			}
 			return err
 		}
 		err = seedDemo(ctx, cli, o.etcdPrefix)
 		cli.Close()
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return err
 		}
 	}
