@@ -115,32 +115,14 @@ func appendMachineLine(b []byte, m *Machine) ([]byte, error) {
 		b = appendString(b, m.ProcessGroup)
 	}
 	if len(m.Metadata) > 0 {
-		b = append(b, `,"metadata":{`...)
-		for i, k := range slices.Sorted(maps.Keys(m.Metadata)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, m.Metadata[k])
-		}
-		b = append(b, '}')
+		b = appendObject(b, `,"metadata":`, m.Metadata)
 	}
 	if m.SkipRegistration {
 		b = append(b, `,"skip_registration":true`...)
 	}
 	b, ok := appendTime(b, m.UpdatedAt)
 	if len(m.Checks) > 0 {
-		b = append(b, `,"checks":{`...)
-		for i, k := range slices.Sorted(maps.Keys(m.Checks)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, m.Checks[k])
-		}
-		b = append(b, '}')
+		b = appendObject(b, `,"checks":`, m.Checks)
 	}
 	if len(m.Services) > 0 {
 		b = append(b, `,"services":[`...)
@@ -184,4 +166,19 @@ func appendPeerLine(b []byte, org, name string, p *Peer) ([]byte, error) {
 		return appendJSONLine(b[:start], []any{PeerKey(org, name).Path(), p})
 	}
 	return append(b, "}]\n"...), nil
+}
+
+// appendObject appends field and m as a JSON object of strings, keys sorted.
+func appendObject[V ~string](b []byte, field string, m map[string]V) []byte {
+	b = append(b, field...)
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, string(m[k]))
+	}
+	return append(b, '}')
 }
