@@ -1,0 +1,199 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Knowing that a watch is alive and current takes a word from etcd. Talking
+// to etcd directly, the watch asks for a progress notification
+// (RequestProgress) and etcd answers on the watch stream. etcd's gRPC proxy
+// does not forward those requests (3.4 and 3.7 alike: it drops them), so
+// behind a proxy a quiet watch hears nothing, however long it runs — and
+// etcd's revision moves on with every write outside the prefix. The
+// watchdog below uses progress notifications while they are answered and
+// otherwise asks etcd whether anything under the prefix changed since the
+// snapshot's revision (prefixUnchangedSince), which needs only ordinary
+// reads, which the proxy forwards.
+
+// maxQuietCheck bounds how far apart the prefix checks of a quiet watch
+// behind a proxy drift (they back off from StallTimeout while each finds
+// nothing missed): each costs etcd a scan of the prefix's index.
+const maxQuietCheck = time.Minute
+
+// watchdog decides, for one watch, when the snapshot is current and when the
+// watch has stalled. Only the watch loop's goroutine uses it.
+type watchdog struct {
+	s *Syncer
+	// lastResp is when the watch last showed life (a response, or a check
+	// that proved nothing was missed).
+	lastResp time.Time
+	// progressAnswered records that etcd answered a progress request on
+	// this watch: the watch talks to etcd, not to a proxy.
+	progressAnswered bool
+	// progressAsked counts progress requests sent while none was answered;
+	// after a few, the watch is taken to be behind a proxy and stops
+	// asking (the proxy logs each one it drops as an error).
+	progressAsked int
+	// askedAt is when progress was last requested.
+	askedAt time.Time
+	// quietLimit is how long the watch may be quiet before the prefix is
+	// checked: StallTimeout, doubling (to maxQuietCheck) while checks find
+	// nothing missed, back to StallTimeout when an event arrives.
+	quietLimit time.Duration
+	// suspect is the snapshot revision at which a prefix check found
+	// changes the watch had not delivered; a second check finding the same
+	// tears the watch down.
+	suspect int64
+}
+
+func newWatchdog(s *Syncer) *watchdog {
+	return &watchdog{s: s, lastResp: time.Now(), quietLimit: s.cfg.StallTimeout}
+}
+
+// heard records a response on the watch; events says it carried events.
+func (w *watchdog) heard(events bool) {
+	w.lastResp = time.Now()
+	w.suspect = 0
+	if events {
+		w.quietLimit = w.s.cfg.StallTimeout
+	}
+}
+
+// progress records a progress notification. One that comes soon after a
+// request answers it; etcd also sends them unasked (every 10 minutes by
+// default), and the proxy forwards those.
+func (w *watchdog) progress() {
+	w.heard(false)
+	if time.Since(w.askedAt) < w.s.cfg.ProgressInterval {
+		w.progressAnswered = true
+	}
+}
+
+// askProgress requests a progress notification, unless the watch looks to
+// be behind a proxy: three requests went unanswered although etcd had moved
+// past the snapshot (a proxy logs each request it drops as an error).
+func (w *watchdog) askProgress(ctx context.Context) {
+	if !w.progressAnswered {
+		if w.progressAsked >= 3 {
+			return
+		}
+		w.progressAsked++
+	}
+	w.askedAt = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, w.s.cfg.ProgressInterval)
+	_ = w.s.cfg.Client.RequestProgress(rctx)
+	cancel()
+}
+
+// tick runs every ProgressInterval. It returns an error when the watch
+// must be torn down.
+func (w *watchdog) tick(ctx context.Context) error {
+	s := w.s
+	quiet := time.Since(w.lastResp)
+	if s.ready.Load() && quiet <= s.cfg.ProgressInterval {
+		// The watch just spoke. Talking to etcd, keep asking it, so that
+		// silence means something.
+		if w.progressAnswered {
+			w.askProgress(ctx)
+		}
+		return nil
+	}
+	// Not ready yet, or quiet: what does etcd say? A read of one key
+	// costs etcd next to nothing and keeps LastContact fresh.
+	cur, err := s.etcdRevision(ctx)
+	if err != nil {
+		if quiet > s.cfg.StallTimeout {
+			return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, quiet.Round(time.Second), err)
+		}
+		return nil
+	}
+	rev := s.cfg.Store.Revision()
+	if cur <= rev {
+		// Nothing at all was written since the snapshot's revision (etcd
+		// sends no progress notification then, proxy or not).
+		w.heard(false)
+		s.markReady()
+		return nil
+	}
+	if w.progressAnswered {
+		// Talking to etcd, which answers progress requests: silence past
+		// the stall timeout while etcd moved on is a stuck watch.
+		if quiet > s.cfg.StallTimeout {
+			return fmt.Errorf("%w for %s while etcd moved on to revision %d", errStalled, quiet.Round(time.Second), cur)
+		}
+		w.askProgress(ctx)
+		return nil
+	}
+	w.askProgress(ctx)
+	if quiet <= w.quietLimit && w.suspect == 0 {
+		return nil
+	}
+	// Behind a proxy (or before etcd answered a progress request): ask
+	// etcd whether anything under the prefix changed since the snapshot.
+	unchanged, now, err := s.prefixUnchangedSince(ctx, rev)
+	switch {
+	case err != nil && quiet > s.cfg.StallTimeout && !errors.Is(err, rpctypes.ErrCompacted):
+		return fmt.Errorf("%w for %s, and etcd did not answer a check of the prefix: %v", errStalled, quiet.Round(time.Second), err)
+	case err != nil:
+		// The snapshot's revision was compacted: whether something was
+		// deleted since cannot be told. Treat as a change not delivered.
+	case unchanged:
+		// Everything under the prefix is as at rev: the snapshot is etcd's
+		// state at now, as a progress notification would have said.
+		if now > rev {
+			s.cfg.Store.Apply(now, nil)
+		}
+		w.heard(false)
+		w.quietLimit = min(2*w.quietLimit, max(maxQuietCheck, s.cfg.StallTimeout))
+		s.markReady()
+		return nil
+	}
+	if w.suspect == rev {
+		return fmt.Errorf("%w: keys under the prefix changed after revision %d, and the watch delivered nothing for %s",
+			errStalled, rev, quiet.Round(time.Second))
+	}
+	w.suspect = rev
+	return nil
+}
+
+// prefixUnchangedSince reports whether the keys under the prefix are now
+// exactly as they were at revision rev — none written since, none deleted
+// — and returns the revision "now" is. Every key that exists now and was
+// last written at or before rev existed at rev with the same value, so the
+// keys now are a subset of those at rev; with the same count they are the
+// same. Both reads are one transaction, at one revision. etcd scans the
+// prefix's index for them (3.4 reads the values too): the checks are kept
+// rare (see watchdog.quietLimit).
+func (s *Syncer) prefixUnchangedSince(ctx context.Context, rev int64) (bool, int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := s.cfg.Client.Txn(rctx).Then(
+		clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)),
+		clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)),
+	).Commit()
+	if err != nil {
+		return false, 0, err
+	}
+	s.contact()
+	then, now := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	if then == nil || now == nil {
+		return false, 0, fmt.Errorf("prefix check: etcd answered without range responses")
+	}
+	if len(now.Kvs) > 0 && now.Kvs[0].ModRevision > rev {
+		return false, resp.Header.Revision, nil
+	}
+	return then.Count == now.Count, resp.Header.Revision, nil
+}
+
+// stale reports whether an event of revision evRev is at or below the
+// snapshot's revision: already applied, or covered by a check that proved
+// the prefix unchanged up to it. A watch the proxy coalesced into one that
+// started earlier may deliver those; they are skipped.
+func stale(snapRev, evRev int64) bool { return evRev <= snapRev }

@@ -1,0 +1,175 @@
+package registry
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshdns/meshdns/internal/etcdtest"
+)
+
+// behindProxy is an embedded etcd with a real `etcd grpc-proxy` in front:
+// cli talks to etcd directly (the test's writes), proxied through the proxy
+// (the syncer's).
+func behindProxy(t *testing.T) (cli, proxied *clientv3.Client) {
+	t.Helper()
+	e := etcdtest.Embedded(t)
+	p := etcdtest.StartGRPCProxy(t, etcdtest.EtcdBinary(t), e.Endpoints())
+	return e.Client(t), p.Client(t)
+}
+
+func put(t *testing.T, cli *clientv3.Client, key, val string) int64 {
+	t.Helper()
+	resp, err := cli.Put(ctxT(t), key, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// TestSyncerBehindProxyQuietPrefix: the gRPC proxy does not forward
+// progress requests, so a watch on a quiet prefix hears nothing while
+// etcd's revision moves on with writes elsewhere. That is no stall: the
+// syncer must stay ready without tearing its watch down, and the next
+// write under the prefix must arrive as usual.
+func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond})
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	waitMatchesEtcd(t, cli, s)
+
+	// Six stall timeouts of writes outside the prefix only.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		put(t, cli, "/elsewhere/key", time.Now().String())
+		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+			t.Fatalf("quiet prefix behind the proxy, busy etcd: %+v", st)
+		}
+	}
+	put(t, cli, DefaultPrefix+"apps/acme/api", `{}`)
+	waitMatchesEtcd(t, cli, s)
+	if st := sy.Status(); !st.Ready || st.Loads != 1 || st.WatchRestarts != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestSyncerBehindProxyResumeBecomesReady: a syncer resumes from a snapshot
+// (as from a local copy or after a watch error) through the proxy. The
+// history it replays ends with writes outside the prefix, so no event
+// reaches etcd's revision, and no progress notification comes: readiness
+// must still come, without a full load.
+func TestSyncerBehindProxyResumeBecomesReady(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	cfg := SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond}
+	first := startSyncer(t, cfg)
+	waitFor(t, "ready", func() bool { return first.Status().Ready })
+	first.stop(t)
+
+	web := put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	for i := range 5 {
+		put(t, cli, "/elsewhere/key", fmt.Sprint(i))
+	}
+	sy := startSyncer(t, cfg)
+	waitFor(t, "ready after resuming through the proxy", func() bool { return sy.Status().Ready })
+	if st := sy.Status(); st.Loads != 0 || st.Revision < web || s.Snapshot().Org("acme").App("web") == nil {
+		t.Errorf("resumed: %+v, app web: %v", st, s.Snapshot().Org("acme").App("web"))
+	}
+	waitMatchesEtcd(t, cli, s)
+}
+
+// TestPrefixUnchangedSince: the check behind a quiet watch sees writes,
+// deletes and creates under the prefix since a revision, ignores writes
+// elsewhere, and takes a key created and deleted again for no change —
+// directly and through the proxy.
+func TestPrefixUnchangedSince(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	for name, c := range map[string]*clientv3.Client{"direct": cli, "proxy": proxied} {
+		p := fmt.Sprintf("/check-%s/", name)
+		sy := NewSyncer(SyncerConfig{Client: c, Prefix: p, Store: NewStore(p)})
+		check := func(rev int64, want bool, what string) {
+			t.Helper()
+			got, now, err := sy.prefixUnchangedSince(t.Context(), rev)
+			if err != nil || got != want || now < rev {
+				t.Errorf("%s: %s: unchanged since %d = %v (now %d, %v), want %v", name, what, rev, got, now, err, want)
+			}
+		}
+		put(t, cli, p+"a", "1")
+		r := put(t, cli, p+"b", "1")
+		check(r, true, "nothing since")
+		r2 := put(t, cli, "/elsewhere/"+name, "1")
+		check(r, true, "a write elsewhere")
+		put(t, cli, p+"a", "2")
+		check(r2, false, "a key rewritten")
+		r = put(t, cli, p+"c", "1")
+		if _, err := cli.Delete(ctxT(t), p+"a"); err != nil {
+			t.Fatal(err)
+		}
+		check(r, false, "a key deleted")
+		r = put(t, cli, "/elsewhere/"+name, "2")
+		put(t, cli, p+"d", "1")
+		check(r, false, "a key created")
+		r = put(t, cli, "/elsewhere/"+name, "3")
+		put(t, cli, p+"e", "1")
+		if _, err := cli.Delete(ctxT(t), p+"e"); err != nil {
+			t.Fatal(err)
+		}
+		check(r, true, "a key created and deleted again")
+	}
+}
+
+// TestSyncerPacedLoad: with LoadRate a full load reads in pages of at most
+// that many keys and takes at least keys/rate, minus the first page.
+func TestSyncerPacedLoad(t *testing.T) {
+	e := etcdtest.Embedded(t)
+	cli := e.Client(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	ops := make([]clientv3.Op, 0, 100)
+	for i := range 1999 {
+		v := fmt.Sprintf(`{"region":"ams","ip":"fdaa:0:18:1:%x::2","state":"started"}`, i)
+		ops = append(ops, clientv3.OpPut(DefaultPrefix+fmt.Sprintf("machines/acme/app%d/%x", i%7, i), v))
+		if len(ops) == 100 || i == 1998 {
+			if _, err := cli.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	s := NewStore(DefaultPrefix)
+	start := time.Now()
+	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, LoadRate: 1000})
+	waitFor(t, "loaded", func() bool { return s.Snapshot() != nil })
+	took := time.Since(start)
+	if n := machineCount(s.Snapshot()); n != 1999 {
+		t.Fatalf("loaded %d machines, want 1999", n)
+	}
+	// 2000 keys at 1000 a second: the second page waits until 1 s, a
+	// lower bound that no slow machine can break.
+	if took < time.Second {
+		t.Errorf("paced load of 2000 keys at 1000 keys/s took %v, want at least 1s", took)
+	}
+	t.Logf("paced load of 2000 keys at 1000 keys/s took %v; status %+v", took.Round(time.Millisecond), sy.Status())
+}
+
+func TestPaceDelay(t *testing.T) {
+	for _, tc := range []struct {
+		rate, keys int
+		elapsed    time.Duration
+		want       time.Duration
+	}{
+		{0, 1000000, 0, 0},
+		{1000, 1000, 0, time.Second},
+		{1000, 1000, 400 * time.Millisecond, 600 * time.Millisecond},
+		{1000, 1000, 2 * time.Second, 0},
+		{50000, 150000, time.Second, 2 * time.Second},
+	} {
+		if got := paceDelay(tc.rate, tc.keys, tc.elapsed); got != tc.want {
+			t.Errorf("paceDelay(%d, %d, %v) = %v, want %v", tc.rate, tc.keys, tc.elapsed, got, tc.want)
+		}
+	}
+}
