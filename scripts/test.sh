@@ -19,6 +19,11 @@ command -v dnsperf >/dev/null || missing+=(dnsperf)
 command -v ip >/dev/null || missing+=(iproute2)
 # NSD: the load benchmark's smoke test serves the same registry from it.
 command -v nsd >/dev/null || missing+=(nsd)
+# Debian's etcd 3.4 (/usr/bin/etcd, /usr/bin/etcdctl): integration/fleet runs
+# meshdns through an older cluster and gRPC proxy too. The 3.7 binary built
+# below stays first on PATH; the fleet test runs /usr/bin/etcd by its path.
+[[ -x /usr/bin/etcd ]] || missing+=(etcd-server)
+[[ -x /usr/bin/etcdctl ]] || missing+=(etcd-client)
 if ((${#missing[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]]; then
 		say "installing Debian packages: ${missing[*]}"
