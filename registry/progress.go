@@ -23,8 +23,12 @@ import (
 
 // maxQuietCheck bounds how far apart the prefix checks of a quiet watch
 // behind a proxy drift (they back off from StallTimeout while each finds
-// nothing missed): each costs etcd a scan of the prefix's index.
-const maxQuietCheck = time.Minute
+// nothing missed, for the life of the watch): each costs etcd a walk of
+// the prefix's index, about 2 µs a key (docs/proxy.md). It matches etcd's
+// default interval of unasked progress notifications, which the proxy
+// forwards; a cluster set to send those more often than StallTimeout makes
+// the checks unnecessary.
+const maxQuietCheck = 10 * time.Minute
 
 // watchdog decides, for one watch, when the snapshot is current and when the
 // watch has stalled. Only the watch loop's goroutine uses it.
@@ -43,8 +47,10 @@ type watchdog struct {
 	// askedAt is when progress was last requested.
 	askedAt time.Time
 	// quietLimit is how long the watch may be quiet before the prefix is
-	// checked: StallTimeout, doubling (to maxQuietCheck) while checks find
-	// nothing missed, back to StallTimeout when an event arrives.
+	// checked: StallTimeout, doubling (to maxQuietCheck) with every check
+	// that finds nothing missed. Events do not reset it: in a registry
+	// written every minute or so, a check after every event would cost a
+	// fleet more than it proves.
 	quietLimit time.Duration
 	// suspect is the snapshot revision at which a prefix check found
 	// changes the watch had not delivered; a second check finding the same
@@ -56,20 +62,17 @@ func newWatchdog(s *Syncer) *watchdog {
 	return &watchdog{s: s, lastResp: time.Now(), quietLimit: s.cfg.StallTimeout}
 }
 
-// heard records a response on the watch; events says it carried events.
-func (w *watchdog) heard(events bool) {
+// heard records a response on the watch.
+func (w *watchdog) heard() {
 	w.lastResp = time.Now()
 	w.suspect = 0
-	if events {
-		w.quietLimit = w.s.cfg.StallTimeout
-	}
 }
 
 // progress records a progress notification. One that comes soon after a
 // request answers it; etcd also sends them unasked (every 10 minutes by
 // default), and the proxy forwards those.
 func (w *watchdog) progress() {
-	w.heard(false)
+	w.heard()
 	if time.Since(w.askedAt) < w.s.cfg.ProgressInterval {
 		w.progressAnswered = true
 	}
@@ -117,7 +120,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	if cur <= rev {
 		// Nothing at all was written since the snapshot's revision (etcd
 		// sends no progress notification then, proxy or not).
-		w.heard(false)
+		w.heard()
 		s.markReady()
 		return nil
 	}
@@ -136,6 +139,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	}
 	// Behind a proxy (or before etcd answered a progress request): ask
 	// etcd whether anything under the prefix changed since the snapshot.
+	s.prefixChecks.Add(1)
 	unchanged, now, err := s.prefixUnchangedSince(ctx, rev)
 	switch {
 	case err != nil && quiet > s.cfg.StallTimeout && !errors.Is(err, rpctypes.ErrCompacted):
@@ -149,7 +153,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 		if now > rev {
 			s.cfg.Store.Apply(now, nil)
 		}
-		w.heard(false)
+		w.heard()
 		w.quietLimit = min(2*w.quietLimit, max(maxQuietCheck, s.cfg.StallTimeout))
 		s.markReady()
 		return nil

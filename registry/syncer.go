@@ -105,6 +105,8 @@ type Syncer struct {
 	// loadSpread is set once the jitter before a needed full load was
 	// waited (Run's goroutine only).
 	loadSpread bool
+	// prefixChecks counts the watchdog's checks of the prefix (progress.go).
+	prefixChecks atomic.Uint64
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
@@ -313,7 +315,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			if err := s.noteCluster(resp.Header.ClusterId); err != nil {
 				return err
 			}
-			wd.heard(len(resp.Events) > 0)
+			wd.heard()
 			s.contact()
 			if resp.Created {
 				// Created says the watch runs, not that we have caught up:

@@ -83,16 +83,17 @@ func Cluster(t testing.TB, n int) *ProcCluster {
 }
 
 // ClusterOf is Cluster with the etcd server binary bin, e.g. an older
-// release (Debian's etcd 3.4 is /usr/bin/etcd). Flags the release does not
-// know are left out (etcd before 3.5 has no --unsafe-no-fsync).
-func ClusterOf(t testing.TB, n int, bin string) *ProcCluster {
+// release (Debian's etcd 3.4 is /usr/bin/etcd), and extra flags for every
+// member. Flags of its own the release does not know are left out (etcd
+// before 3.5 has no --unsafe-no-fsync).
+func ClusterOf(t testing.TB, n int, bin string, extra ...string) *ProcCluster {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("etcdtest: cluster size %d < 1", n)
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		c := newProcCluster(t, bin, n)
+		c := newProcCluster(t, bin, n, extra...)
 		err := c.start()
 		if err == nil {
 			t.Logf("etcdtest: %d-member etcd cluster ready at %v in %v", n, c.Endpoints(), time.Since(start).Round(time.Millisecond))
@@ -109,7 +110,7 @@ func ClusterOf(t testing.TB, n int, bin string) *ProcCluster {
 
 // newProcCluster allocates ports and directories and registers cleanups, but
 // starts nothing.
-func newProcCluster(t testing.TB, bin string, n int) *ProcCluster {
+func newProcCluster(t testing.TB, bin string, n int, extra ...string) *ProcCluster {
 	t.Helper()
 	base := t.TempDir()
 	// All 2n ports come from one FreePorts call, so members never collide
@@ -155,6 +156,7 @@ func newProcCluster(t testing.TB, bin string, n int) *ProcCluster {
 			// honest while making every write much faster.
 			m.args = append(m.args, "--unsafe-no-fsync")
 		}
+		m.args = append(m.args, extra...)
 	}
 	// Registered before any process starts, and cleanups run last-in
 	// first-out, so the kill below runs before this report.

@@ -234,3 +234,15 @@ func Version(t testing.TB, bin string) string {
 	t.Fatalf("etcdtest: %s --version printed no version:\n%s", bin, out)
 	return ""
 }
+
+// ProgressNotifyFlag is the flag that sets how often bin's release sends
+// watches unasked progress notifications (which a gRPC proxy forwards):
+// --watch-progress-notify-interval from 3.6 on, the experimental one
+// before.
+func ProgressNotifyFlag(t testing.TB, bin string, d time.Duration) string {
+	t.Helper()
+	if hasFlag(t, bin, "watch-progress-notify-interval") {
+		return "--watch-progress-notify-interval=" + d.String()
+	}
+	return "--experimental-watch-progress-notify-interval=" + d.String()
+}
