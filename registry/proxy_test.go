@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -117,9 +118,34 @@ func TestSyncerBehindProxyResumeBecomesReady(t *testing.T) {
 // TestPrefixUnchangedSince: the check behind a quiet watch sees writes,
 // deletes and creates under the prefix since a revision, ignores writes
 // elsewhere, and takes a key created and deleted again for no change —
-// directly and through the proxy.
+// directly and through the proxy, with etcd 3.7 and with Debian's 3.4.
 func TestPrefixUnchangedSince(t *testing.T) {
-	cli, proxied := behindProxy(t)
+	t.Run("etcd3.7", func(t *testing.T) {
+		cli, proxied := behindProxy(t)
+		testPrefixUnchangedSince(t, cli, proxied)
+	})
+	t.Run("etcd3.4", func(t *testing.T) {
+		bin := debianEtcd(t)
+		c := etcdtest.ClusterOf(t, 1, bin)
+		p := etcdtest.StartGRPCProxy(t, bin, c.Endpoints())
+		testPrefixUnchangedSince(t, c.Client(t), p.Client(t))
+	})
+}
+
+// debianEtcd is Debian's etcd 3.4 server; without it the test is skipped,
+// or fails under CI=true (scripts/test.sh installs it).
+func debianEtcd(t *testing.T) string {
+	const bin = "/usr/bin/etcd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s: %v (CI=true, so this is an error): scripts/test.sh installs Debian's etcd-server", bin, err)
+		}
+		t.Skipf("%s: %v; install Debian's etcd-server (scripts/test.sh does)", bin, err)
+	}
+	return bin
+}
+
+func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 	for name, c := range map[string]*clientv3.Client{"direct": cli, "proxy": proxied} {
 		p := fmt.Sprintf("/check-%s/", name)
 		sy := NewSyncer(SyncerConfig{Client: c, Prefix: p, Store: NewStore(p)})

@@ -174,6 +174,7 @@ func fleet(t *testing.T, bin string) {
 
 	// The leader killed, with writes before and after (retried while the
 	// cluster elects a new leader).
+	before = loads(t, servers)
 	leader := c.Leader(t)
 	for range 10 {
 		putMachine(t, w, next)
@@ -187,6 +188,16 @@ func fleet(t *testing.T, bin string) {
 	newLeader := c.Leader(t)
 	took = waitMatch(t, cli, "all three match etcd after the leader was killed", 30*time.Second, servers)
 	t.Logf("leader m%d killed (m%d leads): all three match etcd %v later; loads %v", leader, newLeader, took.Round(time.Millisecond), loads(t, servers))
+	// The killed member back, with a write while it starts.
+	c.Member(leader).Start()
+	putMachine(t, w, next)
+	next++
+	took = waitMatch(t, cli, "all three match etcd after the member restarted", 30*time.Second, servers)
+	after = loads(t, servers)
+	t.Logf("m%d restarted: all three match etcd %v later; loads %v → %v", leader, took.Round(time.Millisecond), before, after)
+	if !slices.Equal(before, after) {
+		t.Errorf("the leader's kill and restart caused full loads: %v → %v, want none", before, after)
+	}
 }
 
 func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
