@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -159,6 +160,8 @@ func (w *watchdog) tick(ctx context.Context) error {
 		return nil
 	}
 	if w.suspect == rev {
+		// The key count may be what is wrong; the next watch counts anew.
+		s.keyCount = -1
 		return fmt.Errorf("%w: keys under the prefix changed after revision %d, and the watch delivered nothing for %s",
 			errStalled, rev, quiet.Round(time.Second))
 	}
@@ -167,33 +170,58 @@ func (w *watchdog) tick(ctx context.Context) error {
 }
 
 // prefixUnchangedSince reports whether the keys under the prefix are now
-// exactly as they were at revision rev — none written since, none deleted
-// — and returns the revision "now" is. Every key that exists now and was
-// last written at or before rev existed at rev with the same value, so the
-// keys now are a subset of those at rev; with the same count they are the
-// same. Both reads are one transaction, at one revision. etcd scans the
-// prefix's index for them (3.4 reads the values too): the checks are kept
-// rare (see watchdog.quietLimit).
+// exactly as they were at revision rev, the snapshot's — none written
+// since, none deleted — and returns the revision "now" is. Every key that
+// exists now and was last written at or before rev existed at rev with the
+// same value, so the keys now are a subset of those at rev; with as many
+// keys as at rev they are the same. The count at rev is the syncer's
+// (kept from the load and the events), or else read from etcd at rev, in
+// one transaction with the read of now. etcd walks the prefix's index for
+// these reads (3.4 reads the values too): the checks are kept rare (see
+// watchdog.quietLimit).
 func (s *Syncer) prefixUnchangedSince(ctx context.Context, rev int64) (bool, int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := s.cfg.Client.Txn(rctx).Then(
-		clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)),
-		clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
-			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)),
-	).Commit()
+	last := clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
+	ops := []clientv3.Op{last}
+	if s.keyCount < 0 {
+		ops = append(ops, clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)))
+	}
+	resp, err := s.cfg.Client.Txn(rctx).Then(ops...).Commit()
 	if err != nil {
 		return false, 0, err
 	}
 	s.contact()
-	then, now := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
-	if then == nil || now == nil {
-		return false, 0, fmt.Errorf("prefix check: etcd answered without range responses")
+	now := resp.Responses[0].GetResponseRange()
+	if now == nil || len(resp.Responses) != len(ops) {
+		return false, 0, fmt.Errorf("prefix check: etcd answered without the range responses asked for")
+	}
+	if len(ops) > 1 {
+		then := resp.Responses[1].GetResponseRange()
+		if then == nil {
+			return false, 0, fmt.Errorf("prefix check: etcd answered without the count at revision %d", rev)
+		}
+		s.keyCount = then.Count
 	}
 	if len(now.Kvs) > 0 && now.Kvs[0].ModRevision > rev {
 		return false, resp.Header.Revision, nil
 	}
-	return then.Count == now.Count, resp.Header.Revision, nil
+	return now.Count == s.keyCount, resp.Header.Revision, nil
+}
+
+// countKey keeps keyCount in step with an applied event: a put of version
+// 1 created the key, a delete removed it.
+func (s *Syncer) countKey(e *clientv3.Event) {
+	if s.keyCount < 0 {
+		return
+	}
+	switch {
+	case e.Type == mvccpb.DELETE:
+		s.keyCount--
+	case e.Kv.Version == 1:
+		s.keyCount++
+	}
 }
 
 // stale reports whether an event of revision evRev is at or below the

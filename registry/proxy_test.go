@@ -1,11 +1,13 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshdns/meshdns/internal/etcdtest"
@@ -41,7 +43,14 @@ func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
 	s := NewStore(DefaultPrefix)
 	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond})
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	// Creates, an update and a delete arrive through the watch (the
+	// syncer's key count follows them; the checks below rely on it).
 	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	put(t, cli, DefaultPrefix+"apps/acme/tmp", `{}`)
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{"flycast":"fdaa:0:18:0:ffff::1"}`)
+	if _, err := cli.Delete(ctxT(t), DefaultPrefix+"apps/acme/tmp"); err != nil {
+		t.Fatal(err)
+	}
 	waitMatchesEtcd(t, cli, s)
 
 	// Six stall timeouts of writes outside the prefix only.
@@ -149,11 +158,18 @@ func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 	for name, c := range map[string]*clientv3.Client{"direct": cli, "proxy": proxied} {
 		p := fmt.Sprintf("/check-%s/", name)
 		sy := NewSyncer(SyncerConfig{Client: c, Prefix: p, Store: NewStore(p)})
+		// Each check reads the count at rev from etcd (the syncer keeps
+		// none: no load, no watch), then again with the count it learnt.
 		check := func(rev int64, want bool, what string) {
 			t.Helper()
-			got, now, err := sy.prefixUnchangedSince(t.Context(), rev)
-			if err != nil || got != want || now < rev {
-				t.Errorf("%s: %s: unchanged since %d = %v (now %d, %v), want %v", name, what, rev, got, now, err, want)
+			for _, known := range []bool{false, true} {
+				if !known {
+					sy.keyCount = -1
+				}
+				got, now, err := sy.prefixUnchangedSince(t.Context(), rev)
+				if err != nil || got != want || now < rev {
+					t.Errorf("%s: %s (count known: %v): unchanged since %d = %v (now %d, %v), want %v", name, what, known, rev, got, now, err, want)
+				}
 			}
 		}
 		put(t, cli, p+"a", "1")
@@ -177,6 +193,23 @@ func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 			t.Fatal(err)
 		}
 		check(r, true, "a key created and deleted again")
+		// Compacted past rev: the count the syncer keeps still answers.
+		r = put(t, cli, "/elsewhere/"+name, "4")
+		sy.keyCount = -1
+		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
+			t.Fatalf("%s: unchanged since %d = %v, %v", name, r, ok, err)
+		}
+		put(t, cli, "/elsewhere/"+name, "5")
+		if _, err := cli.Compact(ctxT(t), etcdRevision(t, cli)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
+			t.Errorf("%s: compacted past %d, count kept: unchanged = %v, %v; want true", name, r, ok, err)
+		}
+		sy.keyCount = -1
+		if _, _, err := sy.prefixUnchangedSince(t.Context(), r); !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Errorf("%s: compacted past %d, no count kept: error %v, want %v", name, r, err, rpctypes.ErrCompacted)
+		}
 	}
 }
 

@@ -107,6 +107,9 @@ type Syncer struct {
 	loadSpread bool
 	// prefixChecks counts the watchdog's checks of the prefix (progress.go).
 	prefixChecks atomic.Uint64
+	// keyCount is the number of keys under the prefix at the snapshot's
+	// revision, or -1 when not known (progress.go; Run's goroutine only).
+	keyCount int64
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
@@ -126,7 +129,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Syncer{cfg: cfg, reload: make(chan string, 1)}
+	s := &Syncer{cfg: cfg, reload: make(chan string, 1), keyCount: -1}
 	s.clusterID.Store(cfg.ClusterID)
 	return s
 }
@@ -264,6 +267,7 @@ func (s *Syncer) load(ctx context.Context) error {
 		return err
 	}
 	l.Commit(rev)
+	s.keyCount = int64(n)
 	s.loads.Add(1)
 	// The replaced snapshot and the pages read are garbage now: hand the
 	// memory back soon instead of holding the reload's peak until the next
@@ -346,6 +350,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				if stale(s.cfg.Store.Revision(), e.Kv.ModRevision) {
 					continue
 				}
+				s.countKey(e)
 				ev := eventOf(e.Kv)
 				if e.Type == mvccpb.DELETE {
 					ev.Delete = true
