@@ -142,12 +142,18 @@ func (w *watchdog) tick(ctx context.Context) error {
 	// etcd whether anything under the prefix changed since the snapshot.
 	s.prefixChecks.Add(1)
 	unchanged, now, err := s.prefixUnchangedSince(ctx, rev)
+	why := "keys under the prefix changed after revision %d"
 	switch {
-	case err != nil && quiet > s.cfg.StallTimeout && !errors.Is(err, rpctypes.ErrCompacted):
-		return fmt.Errorf("%w for %s, and etcd did not answer a check of the prefix: %v", errStalled, quiet.Round(time.Second), err)
+	case err != nil && !errors.Is(err, rpctypes.ErrCompacted):
+		if quiet > s.cfg.StallTimeout {
+			return fmt.Errorf("%w for %s, and etcd did not answer a check of the prefix: %v", errStalled, quiet.Round(time.Second), err)
+		}
+		return nil
 	case err != nil:
-		// The snapshot's revision was compacted: whether something was
-		// deleted since cannot be told. Treat as a change not delivered.
+		// The snapshot's revision was compacted, and the syncer has no key
+		// count of its own: whether something was deleted since cannot be
+		// told. Treat it as a change not delivered.
+		why = "revision %d was compacted, so the prefix cannot be compared with it"
 	case unchanged:
 		// Everything under the prefix is as at rev: the snapshot is etcd's
 		// state at now, as a progress notification would have said.
@@ -162,7 +168,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	if w.suspect == rev {
 		// The key count may be what is wrong; the next watch counts anew.
 		s.keyCount = -1
-		return fmt.Errorf("%w: keys under the prefix changed after revision %d, and the watch delivered nothing for %s",
+		return fmt.Errorf("%w: "+why+", and the watch delivered nothing for %s",
 			errStalled, rev, quiet.Round(time.Second))
 	}
 	w.suspect = rev
