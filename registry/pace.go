@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // A fleet of thousands of servers on one etcd cluster must not read the
@@ -24,7 +26,7 @@ func (s *Syncer) spreadLoad(ctx context.Context) bool {
 	}
 	s.loadSpread = true
 	wait := rand.N(s.cfg.ReloadJitter)
-	s.cfg.Log.Sugar().Infof("full load in %v (spread over --load-jitter)", wait.Round(time.Millisecond))
+	s.cfg.Log.Info("full load after a random wait, spreading a fleet's loads", zap.Duration("wait", wait.Round(time.Millisecond)))
 	return sleep(ctx, wait)
 }
 
