@@ -54,9 +54,11 @@ type watchdog struct {
 	// fleet more than it proves.
 	quietLimit time.Duration
 	// suspect is the snapshot revision at which a prefix check found
-	// changes the watch had not delivered; a second check finding the same
-	// tears the watch down.
-	suspect int64
+	// changes the watch had not delivered, at suspectAt; a check a stall
+	// timeout later finding the same, with nothing heard meanwhile, tears
+	// the watch down.
+	suspect   int64
+	suspectAt time.Time
 }
 
 func newWatchdog(s *Syncer) *watchdog {
@@ -135,8 +137,11 @@ func (w *watchdog) tick(ctx context.Context) error {
 		return nil
 	}
 	w.askProgress(ctx)
-	if quiet <= w.quietLimit && w.suspect == 0 {
+	if w.suspect == 0 && quiet <= w.quietLimit {
 		return nil
+	}
+	if w.suspect != 0 && time.Since(w.suspectAt) < s.cfg.StallTimeout {
+		return nil // changes were seen; give the watch a stall timeout to deliver them
 	}
 	// Behind a proxy (or before etcd answered a progress request): ask
 	// etcd whether anything under the prefix changed since the snapshot.
@@ -166,12 +171,13 @@ func (w *watchdog) tick(ctx context.Context) error {
 		return nil
 	}
 	if w.suspect == rev {
+		// Nothing heard for a stall timeout since the changes were seen.
 		// The key count may be what is wrong; the next watch counts anew.
 		s.keyCount = -1
 		return fmt.Errorf("%w: "+why+", and the watch delivered nothing for %s",
 			errStalled, rev, quiet.Round(time.Second))
 	}
-	w.suspect = rev
+	w.suspect, w.suspectAt = rev, time.Now()
 	return nil
 }
 
