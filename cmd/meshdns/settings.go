@@ -138,6 +138,8 @@ func restartOnly(a, b *options) []string {
 	diff("udp-workers", a.udpWorkers == b.udpWorkers)
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
+	diff("load-rate", a.loadRate == b.loadRate)
+	diff("load-jitter", a.loadJitter == b.loadJitter)
 	diff("demo", a.demo == b.demo)
 	diff("log-format", a.logFormat == b.logFormat)
 	return changed
