@@ -84,6 +84,9 @@ fi
 status=0
 say "go vet ./..."
 go vet ./... || status=1
+# No tracked file over 1 MiB outside testdata/ (build outputs stay out).
+say "scripts/check-files.sh"
+bash scripts/check-files.sh || status=1
 # The container image builds with scripts/build.sh; run it here so CI proves
 # that command works.
 say "scripts/build.sh"
