@@ -1,11 +1,9 @@
 package registry
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 )
 
 // comparer checks a snapshot against etcd's keys read at the snapshot's
@@ -57,10 +55,10 @@ type orgClaim struct {
 type appRef struct{ org, app string }
 
 type cmpApp struct {
-	value    bool       // a valid apps/ value (flycast inside the network)
-	flycast  netip.Addr // its flycast
-	deployed bool       // at least one served machine
-	visited  bool       // its machines were compared
+	value   bool       // a valid apps/ value (flycast inside the network)
+	flycast netip.Addr // its flycast
+	served  int        // served machines
+	visited bool       // its machines were compared
 }
 
 func newComparer(prefix string, snap *Snapshot) *comparer {
@@ -105,14 +103,13 @@ func (c *comparer) orgsDone() {
 				claims[i].rev = walkClaim(c.prefix, cl.org, o.claim, o.value.Network, c.getAt)
 			}
 		}
-		best := claims[0]
-		for _, cl := range claims[1:] {
-			if claimsBefore(cl.org, cl.rev, best.org, best.rev) {
-				best = cl
-			}
-		}
+		revs := make(map[string]int64, len(claims))
 		for _, cl := range claims {
-			if cl != best {
+			revs[cl.org] = cl.rev
+		}
+		best := holderOf(revs)
+		for _, cl := range claims {
+			if cl.org != best {
 				delete(c.orgs, cl.org)
 			}
 		}
@@ -150,19 +147,21 @@ func (c *comparer) add(ev Event) {
 	switch k.Kind {
 	case KindApp:
 		a := c.app(k.Org, k.App)
-		if av, _ := v.(*AppValue); av != nil && (!av.Flycast.IsValid() || o.value.Network.Contains(av.Flycast)) {
+		if av, _ := v.(*AppValue); av != nil && appValueUsable(av, o.value.Network) == nil {
 			a.value, a.flycast = true, av.Flycast
 		}
 	case KindMachine:
 		if !c.curOpen {
 			c.cur, c.curOpen, c.machines = appRef{k.Org, k.App}, true, c.machines[:0]
 		}
-		if m, _ := v.(*Machine); m != nil && CheckAddrIn("ip", m.IP, o.value.Network) == nil && m.Deployed() {
-			c.machines = append(c.machines, m)
+		if m, _ := v.(*Machine); m != nil {
+			if served, _ := machineServed(m, o.value.Network); served {
+				c.machines = append(c.machines, m)
+			}
 		}
 	case KindPeer:
 		p, _ := v.(*Peer)
-		if p != nil && CheckAddrIn("ip", p.IP, o.value.Network) != nil {
+		if p != nil && peerPlaced(p, o.value.Network) != nil {
 			p = nil
 		}
 		if p != nil {
@@ -217,29 +216,14 @@ func (c *comparer) closeApp() {
 	}
 	c.curOpen = false
 	a := c.app(c.cur.org, c.cur.app)
-	a.visited, a.deployed = true, len(c.machines) > 0
+	a.visited, a.served = true, len(c.machines)
 	var have []*Machine
 	if so := c.snap.Org(c.cur.org); so != nil {
 		if sa := so.App(c.cur.app); sa != nil {
 			have = sa.Machines
 		}
 	}
-	want := c.machines
-	for len(want) > 0 || len(have) > 0 {
-		switch {
-		case len(have) == 0 || len(want) > 0 && want[0].ID < have[0].ID:
-			c.differ(MachineKey(c.cur.org, c.cur.app, want[0].ID))
-			want = want[1:]
-		case len(want) == 0 || have[0].ID < want[0].ID:
-			c.differ(MachineKey(c.cur.org, c.cur.app, have[0].ID))
-			have = have[1:]
-		default:
-			if !sameMachine(want[0], have[0]) {
-				c.differ(MachineKey(c.cur.org, c.cur.app, want[0].ID))
-			}
-			want, have = want[1:], have[1:]
-		}
-	}
+	diffMachines(c.cur.org, c.cur.app, c.machines, have, func(k Key) bool { c.differ(k); return true })
 	clear(c.machines) // drop the decoded machines now
 	c.machines = c.machines[:0]
 }
@@ -249,7 +233,7 @@ func (c *comparer) closeApp() {
 func (c *comparer) finish() []string {
 	c.closeApp()
 	for ref, a := range c.apps {
-		exists := a.value || a.deployed
+		exists := appExists(a.value, a.served)
 		var sa *App
 		if so := c.snap.Org(ref.org); so != nil {
 			sa = so.App(ref.app)
@@ -292,37 +276,6 @@ func (c *comparer) finish() []string {
 	}
 	slices.Sort(c.diff)
 	return slices.Compact(c.diff)
-}
-
-// The same* functions compare every field, times as instants (as
-// reflect.DeepEqual on decoded values would see them). Peers, gateways and
-// regions compare with == apart from their time, so a field added to them
-// is compared without touching these; Machine holds a map and lists its
-// fields.
-
-func sameMachine(a, b *Machine) bool {
-	return a.Org == b.Org && a.App == b.App && a.ID == b.ID && a.Region == b.Region && a.IP == b.IP &&
-		a.State == b.State && a.ProcessGroup == b.ProcessGroup && a.SkipRegistration == b.SkipRegistration &&
-		maps.Equal(a.Metadata, b.Metadata) && a.UpdatedAt.Equal(b.UpdatedAt) &&
-		maps.Equal(a.Checks, b.Checks) && slices.Equal(a.Services, b.Services)
-}
-
-func samePeer(a, b *Peer) bool {
-	x, y := *a, *b
-	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
-	return x == y && a.UpdatedAt.Equal(b.UpdatedAt)
-}
-
-func sameGateway(a, b *Gateway) bool {
-	x, y := *a, *b
-	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
-	return x == y && a.UpdatedAt.Equal(b.UpdatedAt)
-}
-
-func sameRegion(a, b *Region) bool {
-	x, y := *a, *b
-	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
-	return x == y && a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 // diffEvents is the comparer run over a list of events (tests, and the

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -97,66 +95,41 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 }
 
 // DiffSnapshots lists the registry paths whose served value differs
-// between a and b, sorted.
+// between a and b, sorted (the serving rules' comparisons, rules.go).
 func DiffSnapshots(a, b *Snapshot) []string {
-	av, bv := servedObjects(a), servedObjects(b)
 	var out []string
-	for k, x := range av {
-		if y, ok := bv[k]; !ok || !reflect.DeepEqual(x, y) {
-			out = append(out, k)
+	differ := func(k Key) bool { out = append(out, k.Path()); return true }
+	orgs := map[string]bool{}
+	for _, s := range []*Snapshot{a, b} {
+		s.RangeOrgs(func(o *Org) bool { orgs[o.Name] = true; return true })
+	}
+	for name := range orgs {
+		diffOrg(a.Org(name), b.Org(name), differ)
+	}
+	for code := range mapUnion(a.regions, b.regions) {
+		x, y := a.regions[code], b.regions[code]
+		if (x == nil) != (y == nil) || x != nil && !sameRegion(x, y) {
+			differ(RegionKey(code))
 		}
 	}
-	for k := range bv {
-		if _, ok := av[k]; !ok {
-			out = append(out, k)
+	for region := range mapUnion(a.gateways, b.gateways) {
+		x, y := a.gateways[region], b.gateways[region]
+		if (x == nil) != (y == nil) || x != nil && !sameGateway(x, y) {
+			differ(GatewayKey(region))
 		}
 	}
 	slices.Sort(out)
 	return out
 }
 
-// servedObjects flattens what a snapshot serves into path → value.
-func servedObjects(s *Snapshot) map[string]any {
-	out := map[string]any{}
-	for code, r := range s.regions {
-		out[RegionKey(code).Path()] = *r
+// mapUnion is the set of keys of a and b.
+func mapUnion[V any](a, b map[string]V) map[string]bool {
+	out := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		out[k] = true
 	}
-	for region, g := range s.gateways {
-		out[GatewayKey(region).Path()] = *g
+	for k := range b {
+		out[k] = true
 	}
-	s.RangeOrgs(func(o *Org) bool {
-		servedOrg(o, out)
-		return true
-	})
 	return out
-}
-
-// servedOrg adds what one org serves to out.
-func servedOrg(o *Org, out map[string]any) {
-	out[OrgKey(o.Name).Path()] = o.Network
-	for _, an := range o.AppNames() {
-		a := o.App(an)
-		out[AppKey(o.Name, an).Path()] = a.Flycast
-		for _, m := range a.Machines {
-			mv := *m
-			mv.Metadata = maps.Clone(m.Metadata)
-			mv.Checks = maps.Clone(m.Checks)
-			mv.Services = slices.Clone(m.Services)
-			out[MachineKey(o.Name, an, m.ID).Path()] = mv
-		}
-	}
-	for _, pn := range o.PeerNames() {
-		out[PeerKey(o.Name, pn).Path()] = *o.Peer(pn)
-	}
-}
-
-// sameServed reports whether two versions of an org serve the same data.
-func sameServed(a, b *Org) bool {
-	if a.Network != b.Network || len(a.AppNames()) != len(b.AppNames()) || len(a.PeerNames()) != len(b.PeerNames()) {
-		return false
-	}
-	x, y := map[string]any{}, map[string]any{}
-	servedOrg(a, x)
-	servedOrg(b, y)
-	return reflect.DeepEqual(x, y)
 }

@@ -271,15 +271,7 @@ func (st *state) markClaimants(nk netKey, before string) {
 }
 
 // holder is the org that owns a /48: the one that claimed it first.
-func (st *state) holder(nk netKey) string {
-	best, bestRev := "", int64(0)
-	for name, rev := range st.claims[nk] {
-		if best == "" || claimsBefore(name, rev, best, bestRev) {
-			best, bestRev = name, rev
-		}
-	}
-	return best
-}
+func (st *state) holder(nk netKey) string { return holderOf(st.claims[nk]) }
 
 // publish builds the next Snapshot from old and the dirty marks, touching
 // only what changed, and clears the marks.
@@ -334,148 +326,213 @@ func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *
 }
 
 // buildOrg makes the new view of one org, or nil if the org is not served
-// (no valid value, or its network is held by an older org).
+// (no valid value, or its network is held by an older org). prev is the
+// org's view in the snapshot being replaced; d says what changed since.
 func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now time.Time) *Org {
 	os := st.orgs[name]
-	if os == nil || os.value == nil || st.holder(netKeyOf(os.value.Network.Addr())) != name {
-		if os != nil && os.value != nil {
-			st.setInvalid(st.prefix+OrgKey(name).Path(),
-				"network "+os.value.Network.String()+" already belongs to org "+st.holder(netKeyOf(os.value.Network.Addr())))
-		}
-		st.markOutside(name, os)
+	if !st.orgServed(name, os) {
 		return nil
 	}
-	// It may have been refused before (its network held by another org).
-	delete(st.invalid, st.prefix+OrgKey(name).Path())
+	var b orgBuilder
+	st.startOrg(&b, name, os, prev, gen, now)
+	if d.all || b.prev == nil {
+		b.rebuildAllApps()
+	} else {
+		for appName, ids := range d.apps {
+			b.rebuildApp(appName, ids)
+		}
+	}
+	if d.all || d.peers || b.prev == nil {
+		b.rebuildPeers()
+	}
+	return b.done()
+}
+
+// orgServed reports whether the org is served: it has a valid value and
+// holds its network (holderOf). An org that is not served has its keys
+// recorded as waiting for it.
+func (st *state) orgServed(name string, os *orgState) bool {
+	if os != nil && os.value != nil {
+		holder := st.holder(netKeyOf(os.value.Network.Addr()))
+		if holder == name {
+			// It may have been refused before (its network held by another org).
+			delete(st.invalid, st.prefix+OrgKey(name).Path())
+			return true
+		}
+		st.setInvalid(st.prefix+OrgKey(name).Path(),
+			"network "+os.value.Network.String()+" already belongs to org "+holder)
+	}
+	st.markOutside(name, os)
+	return false
+}
+
+// orgBuilder makes the next view of one served org: it starts from the
+// previous view (sharing every app and address it does not touch), rebuilds
+// the apps and peers that changed, and keeps the address index (owners) in
+// step, touching only the addresses of what changed.
+type orgBuilder struct {
+	st   *state
+	name string
+	os   *orgState
+	// prev is the previous view to patch, nil to build from scratch (new
+	// org, new network, full load).
+	prev *Org
+	// was is the view the serial must grow from (prev, or the replaced
+	// snapshot's org during a full load, even across a network change).
+	was           *Org
+	gen           *uint64
+	o             *Org
+	apps          mapEditor[string, *App]
+	owners        mapEditor[netip.Addr, Owner]
+	appSetChanged bool
+}
+
+// startOrg sets b up to build the org's next view.
+func (st *state) startOrg(b *orgBuilder, name string, os *orgState, prev *Org, gen *uint64, now time.Time) {
 	network := os.value.Network
-	// The serial grows from the previous one even when the org is rebuilt
-	// from scratch (new network, full load).
-	was := prev
-	if was == nil && st.serialFloor != nil {
-		was = st.serialFloor.Org(name)
+	*b = orgBuilder{st: st, name: name, os: os, prev: prev, was: prev, gen: gen}
+	if b.was == nil && st.serialFloor != nil {
+		b.was = st.serialFloor.Org(name)
 	}
 	if prev != nil && prev.Network != network {
-		prev = nil // every address moves: start from scratch
+		b.prev = nil // every address moves: start from scratch
 	}
 	*gen++
 	o := &Org{Name: name, Network: network, Claim: os.claim, Gen: *gen, Serial: uint32(now.Unix())}
-	if was != nil && was.Serial >= o.Serial {
-		o.Serial = was.Serial + 1
+	if b.was != nil && b.was.Serial >= o.Serial {
+		o.Serial = b.was.Serial + 1
 	}
-	if prev != nil {
-		o.apps, o.appNames, o.peers, o.peerNames, o.owners = prev.apps, prev.appNames, prev.peers, prev.peerNames, prev.owners
+	if b.prev != nil {
+		o.apps, o.appNames, o.peers, o.peerNames, o.owners = b.prev.apps, b.prev.appNames, b.prev.peers, b.prev.peerNames, b.prev.owners
 	} else {
 		o.apps = newShardedMap[string, *App](hashString)
 		o.owners = newShardedMap[netip.Addr, Owner](hashAddr)
 		o.peers = map[string]*Peer{}
-		d.all = true
 	}
-	apps, owners := o.apps.edit(), o.owners.edit()
-	appSetChanged := false
-	// rebuild makes the new view of one app; ids are the machines that
-	// changed, or nil when every machine must be looked at again.
-	rebuild := func(appName string, ids map[string]bool) {
-		var old *App
-		if prev != nil {
-			old, _ = prev.apps.Get(appName)
-		}
-		a := st.buildApp(name, appName, os.apps[appName], network, gen, old, ids)
-		// Touch the owners of changed machines only: an unchanged machine
-		// keeps its *Machine, and rewriting the owner of every machine of
-		// the app would copy most shards of the org's owner map, making
-		// each event cost in proportion to the org instead of the change.
-		forOld := func(fn func(m *Machine)) {
-			if old == nil {
-				return
+	b.o, b.apps, b.owners = o, *o.apps.edit(), *o.owners.edit()
+}
+
+// rebuildAllApps rebuilds every app the org has now or had before.
+func (b *orgBuilder) rebuildAllApps() {
+	for appName := range b.os.apps {
+		b.rebuildApp(appName, nil)
+	}
+	if b.prev != nil {
+		b.prev.apps.Range(func(appName string, _ *App) bool {
+			if b.os.apps[appName] == nil {
+				b.rebuildApp(appName, nil)
 			}
-			if ids == nil {
-				for _, m := range old.Machines {
-					fn(m)
-				}
-				return
-			}
-			for id := range ids {
-				if m := old.Machine(id); m != nil {
-					fn(m)
-				}
-			}
-		}
-		forOld(func(m *Machine) {
-			if a != nil && a.Machine(m.ID) == m {
-				return
-			}
-			if cur, ok := owners.m.Get(m.IP); ok && cur.Machine == m {
-				owners.Delete(m.IP)
-			}
+			return true
 		})
-		if a == nil {
-			if old != nil {
-				apps.Delete(appName)
-				appSetChanged = true
-			}
-			return
-		}
+	}
+}
+
+// rebuildApp makes the new view of one app; ids are the machines that
+// changed, or nil when every machine must be looked at again.
+func (b *orgBuilder) rebuildApp(appName string, ids map[string]bool) {
+	var old *App
+	if b.prev != nil {
+		old, _ = b.prev.apps.Get(appName)
+	}
+	a := b.st.buildApp(b.name, appName, b.os.apps[appName], b.o.Network, b.gen, old, ids)
+	b.dropOwners(old, a, ids)
+	switch {
+	case a == nil && old != nil:
+		b.apps.Delete(appName)
+		b.appSetChanged = true
+	case a == nil:
+	default:
 		if old == nil {
-			appSetChanged = true
+			b.appSetChanged = true
 		}
-		apps.Set(appName, a)
-		setOwner := func(m *Machine) {
-			if old == nil || old.Machine(m.ID) != m {
-				owners.Set(m.IP, Owner{Machine: m})
-			}
+		b.apps.Set(appName, a)
+		b.setOwners(old, a, ids)
+	}
+}
+
+// dropOwners removes the addresses of old's machines that a (nil: the app
+// is gone) no longer serves as the same *Machine. Only changed machines
+// (ids; all when nil) are touched: rewriting the owner of every machine of
+// the app would copy most shards of the org's owner map, making each event
+// cost in proportion to the org instead of the change.
+func (b *orgBuilder) dropOwners(old, a *App, ids map[string]bool) {
+	if old == nil {
+		return
+	}
+	if ids == nil {
+		for _, m := range old.Machines {
+			b.dropOwner(a, m)
 		}
-		if ids == nil || old == nil {
-			for _, m := range a.Machines {
-				setOwner(m)
-			}
-			return
-		}
-		for id := range ids {
-			if m := a.Machine(id); m != nil {
-				setOwner(m)
-			}
+		return
+	}
+	for id := range ids {
+		if m := old.Machine(id); m != nil {
+			b.dropOwner(a, m)
 		}
 	}
-	if d.all {
-		for appName := range os.apps {
-			rebuild(appName, nil)
+}
+
+func (b *orgBuilder) dropOwner(a *App, m *Machine) {
+	if a != nil && a.Machine(m.ID) == m {
+		return
+	}
+	if cur, ok := b.owners.m.Get(m.IP); ok && cur.Machine == m {
+		b.owners.Delete(m.IP)
+	}
+}
+
+// setOwners records the addresses of a's new or changed machines.
+func (b *orgBuilder) setOwners(old, a *App, ids map[string]bool) {
+	if ids == nil || old == nil {
+		for _, m := range a.Machines {
+			b.setOwner(old, m)
 		}
-		if prev != nil {
-			prev.apps.Range(func(appName string, _ *App) bool {
-				if os.apps[appName] == nil {
-					rebuild(appName, nil)
-				}
-				return true
-			})
-		}
-	} else {
-		for appName, ids := range d.apps {
-			rebuild(appName, ids)
+		return
+	}
+	for id := range ids {
+		if m := a.Machine(id); m != nil {
+			b.setOwner(old, m)
 		}
 	}
-	if d.all || d.peers {
-		for _, p := range o.peers {
-			if cur, ok := owners.m.Get(p.IP); ok && cur.Peer == p {
-				owners.Delete(p.IP)
-			}
-		}
-		o.peers = make(map[string]*Peer, len(os.peers))
-		o.peerNames = make([]string, 0, len(os.peers))
-		for pn, p := range os.peers {
-			key := st.prefix + PeerKey(name, pn).Path()
-			if err := CheckAddrIn("ip", p.IP, network); err != nil {
-				st.setInvalid(key, err.Error())
-				continue
-			}
-			delete(st.invalid, key)
-			o.peers[pn] = p
-			o.peerNames = append(o.peerNames, pn)
-			owners.Set(p.IP, Owner{Peer: p})
-		}
-		slices.Sort(o.peerNames)
+}
+
+func (b *orgBuilder) setOwner(old *App, m *Machine) {
+	if old == nil || old.Machine(m.ID) != m {
+		b.owners.Set(m.IP, Owner{Machine: m})
 	}
-	o.apps, o.owners = apps.Done(), owners.Done()
-	if appSetChanged || prev == nil {
+}
+
+// rebuildPeers makes the org's peers anew from its state, validating each
+// (peerPlaced).
+func (b *orgBuilder) rebuildPeers() {
+	st, o := b.st, b.o
+	for _, p := range o.peers {
+		if cur, ok := b.owners.m.Get(p.IP); ok && cur.Peer == p {
+			b.owners.Delete(p.IP)
+		}
+	}
+	o.peers = make(map[string]*Peer, len(b.os.peers))
+	o.peerNames = make([]string, 0, len(b.os.peers))
+	for pn, p := range b.os.peers {
+		key := st.prefix + PeerKey(b.name, pn).Path()
+		if err := peerPlaced(p, o.Network); err != nil {
+			st.setInvalid(key, err.Error())
+			continue
+		}
+		delete(st.invalid, key)
+		o.peers[pn] = p
+		o.peerNames = append(o.peerNames, pn)
+		b.owners.Set(p.IP, Owner{Peer: p})
+	}
+	slices.Sort(o.peerNames)
+}
+
+// done finishes the org: its maps, its sorted app names when the set of
+// apps changed, and its serial.
+func (b *orgBuilder) done() *Org {
+	o := b.o
+	o.apps, o.owners = b.apps.Done(), b.owners.Done()
+	if b.appSetChanged || b.prev == nil {
 		o.appNames = make([]string, 0, o.apps.Len())
 		o.apps.Range(func(n string, _ *App) bool {
 			o.appNames = append(o.appNames, n)
@@ -486,8 +543,8 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 	// A full load rebuilds every org; one that serves exactly what it
 	// served before keeps its serial, so a reload (forced by other orgs'
 	// writes compacting etcd) reveals nothing and moves nothing.
-	if prev == nil && was != nil && st.serialFloor != nil && sameServed(was, o) {
-		o.Serial = was.Serial
+	if b.prev == nil && b.was != nil && b.st.serialFloor != nil && sameServed(b.was, o) {
+		o.Serial = b.was.Serial
 	}
 	return o
 }
@@ -507,7 +564,7 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 	value := as.value
 	if value != nil {
 		key := st.prefix + AppKey(org, name).Path()
-		if err := CheckAddrIn("flycast", value.Flycast, network); value.Flycast.IsValid() && err != nil {
+		if err := appValueUsable(value, network); err != nil {
 			st.setInvalid(key, err.Error())
 			value = nil
 		} else {
@@ -518,12 +575,13 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 	// served validates one machine, keeping the skip list current.
 	served := func(id string, m *Machine) bool {
 		key := st.prefix + MachineKey(org, name, id).Path()
-		if err := CheckAddrIn("ip", m.IP, network); err != nil {
+		ok, err := machineServed(m, network)
+		if err != nil {
 			st.setInvalid(key, err.Error())
 			return false
 		}
 		delete(st.invalid, key)
-		return m.Deployed()
+		return ok
 	}
 	if old != nil && ids != nil {
 		a.Machines = slices.Clone(old.Machines)
@@ -544,7 +602,7 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 		}
 		slices.SortFunc(a.Machines, func(x, y *Machine) int { return strings.Compare(x.ID, y.ID) })
 	}
-	if value == nil && len(a.Machines) == 0 {
+	if !appExists(value != nil, len(a.Machines)) {
 		return nil
 	}
 	*gen++
