@@ -171,13 +171,16 @@ func (rl *rateLimiter) evict(sh *limiterShard, now int64) {
 // query we can parse.
 func (s *Server) overLimit(v verdict, raw []byte, src netip.Addr) []byte {
 	if v != slip {
+		s.limited.udp(0, false)
 		return nil
 	}
 	var lower [255]byte
 	wq, ok := parseQuery(raw, &lower)
 	if !ok || wq.flags&(flagQR|flagOpcode) != 0 {
+		s.limited.udp(0, false)
 		return nil
 	}
+	s.limited.udp(0, true)
 	return s.appendSlip(nil, raw, &wq, src)
 }
 

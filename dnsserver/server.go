@@ -117,6 +117,8 @@ type Server struct {
 	addrs   []net.Addr
 	// tcpConns counts the open TCP connections, per source prefix.
 	tcpConns *tcpTable
+	// limited counts the queries over a rate limit (RateLimitStats).
+	limited limitCounts
 }
 
 // udpReaders is how many UDP sockets each listen address gets and how many
