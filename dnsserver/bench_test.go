@@ -25,6 +25,8 @@ func BenchmarkCachedAnswer(b *testing.B) {
 // in for this query.
 func BenchmarkCachedAnswerCookie(b *testing.B) {
 	s := newTestServer(b, testRegistry(0), "")
+	s.clock.start() // as Start does: cookies read the coarse clock
+	b.Cleanup(s.clock.close)
 	w := s.newWorker()
 	m := query("web.internal.", dns.TypeAAAA)
 	m.SetEdns0(1232, false)

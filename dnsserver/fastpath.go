@@ -156,8 +156,10 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 // when the query could be parsed.
 func (w *worker) overLimit(v verdict, raw []byte, wq *wireQuery, parsed bool, src netip.Addr) []byte {
 	if v != slip || !parsed || wq.flags&(flagQR|flagOpcode) != 0 {
+		w.s.limited.udp(w.id, false)
 		return nil
 	}
+	w.s.limited.udp(w.id, true)
 	w.out = w.s.appendSlip(w.out[:0], raw, wq, src)
 	return w.out
 }

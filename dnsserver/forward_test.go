@@ -50,7 +50,15 @@ func TestSlowUpstreamBlocksNoWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // let the workers pick them up
+	// Every one of them read and waiting on the upstream, each holding a
+	// forwarding slot, before the .internal queries go out.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.forwardSlots) < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 100 forwarded queries in flight after 5 s", len(s.forwardSlots))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Add(1)

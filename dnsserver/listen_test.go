@@ -2,8 +2,11 @@ package dnsserver
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,8 +60,9 @@ func testWildcardAt(t *testing.T, mode udpMode, listen string, hosts []string) {
 	}
 }
 
-// TestReusePortSockets checks that a specific address gets one socket per
-// core on one port, all answering.
+// TestReusePortSockets checks that a specific address gets the sockets
+// asked for (one per core by default) on one port, SO_REUSEPORT letting
+// them share it, and that the server answers there.
 func TestReusePortSockets(t *testing.T) {
 	for _, mode := range udpModes {
 		t.Run(mode.name, func(t *testing.T) { testReusePort(t, mode) })
@@ -69,12 +73,17 @@ func testReusePort(t *testing.T, mode udpMode) {
 	s := newTestServer(t, testRegistry(0), "acme")
 	cfg := *s.cfg.Load()
 	cfg.UDPBatch, cfg.UDPBlocking = mode.batch, mode.blocking
+	cfg.UDPSockets = 3 // more than one, whatever the machine's cores
 	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
 	addr := s.Addrs()[0].String()
+	port := s.Addrs()[0].(*net.UDPAddr).Port
+	if n := udpSocketsOn(t, "/proc/net/udp", "0100007F", port); n != cfg.UDPSockets {
+		t.Fatalf("%d UDP sockets bound to 127.0.0.1:%d, want %d", n, port, cfg.UDPSockets)
+	}
 	for i := range 50 {
 		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 		r, _, err := c.Exchange(query("web.internal.", dns.TypeAAAA), addr)
@@ -101,4 +110,22 @@ func TestUDPReaders(t *testing.T) {
 			t.Errorf("%+v: %d readers, want %d", tc.cfg, got, tc.want)
 		}
 	}
+}
+
+// udpSocketsOn counts the sockets in table (/proc/net/udp or udp6) bound
+// to the local address hexAddr (as the table writes it) and port.
+func udpSocketsOn(t *testing.T, table, hexAddr string, port int) int {
+	t.Helper()
+	raw, err := os.ReadFile(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s:%04X", hexAddr, port)
+	n := 0
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == want {
+			n++
+		}
+	}
+	return n
 }

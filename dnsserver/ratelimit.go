@@ -171,13 +171,16 @@ func (rl *rateLimiter) evict(sh *limiterShard, now int64) {
 // query we can parse.
 func (s *Server) overLimit(v verdict, raw []byte, src netip.Addr) []byte {
 	if v != slip {
+		s.limited.udp(0, false)
 		return nil
 	}
 	var lower [255]byte
 	wq, ok := parseQuery(raw, &lower)
 	if !ok || wq.flags&(flagQR|flagOpcode) != 0 {
+		s.limited.udp(0, false)
 		return nil
 	}
+	s.limited.udp(0, true)
 	return s.appendSlip(nil, raw, &wq, src)
 }
 
@@ -221,29 +224,67 @@ func (s *Server) appendSlip(b, raw []byte, wq *wireQuery, src netip.Addr) []byte
 
 // coarseClock is a clock read with one atomic load, ticking every 10 ms:
 // reading the real clock costs more than answering a cached query here.
+// Its goroutine runs from start (Server.Start) to close (Server.Shutdown);
+// before start, now reads the real clock, so a server that is never
+// started (New alone, HandlePacket in tests) leaves no goroutine behind.
+// close stops the ticking and freezes the time; it may be called more
+// than once, and a closed clock is not started again (tests freeze it so
+// they can move time themselves).
 type coarseClock struct {
-	ns   atomic.Int64
-	stop chan struct{}
+	ns      atomic.Int64 // 0 until started or closed
+	mu      sync.Mutex
+	stop    chan struct{}
+	done    chan struct{}
+	stopped bool
 }
 
-func newCoarseClock() *coarseClock {
-	c := &coarseClock{stop: make(chan struct{})}
+func newCoarseClock() *coarseClock { return &coarseClock{} }
+
+// start starts the ticking, unless the clock runs or was closed.
+func (c *coarseClock) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop != nil || c.stopped {
+		return
+	}
+	c.stop, c.done = make(chan struct{}), make(chan struct{})
 	c.ns.Store(time.Now().UnixNano())
-	go func() {
+	go func(stop, done chan struct{}) {
+		defer close(done)
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
-			case <-c.stop:
+			case <-stop:
 				return
 			case now := <-t.C:
 				c.ns.Store(now.UnixNano())
 			}
 		}
-	}()
-	return c
+	}(c.stop, c.done)
 }
 
-func (c *coarseClock) now() int64 { return c.ns.Load() }
+func (c *coarseClock) now() int64 {
+	if n := c.ns.Load(); n != 0 {
+		return n
+	}
+	return realNow()
+}
 
-func (c *coarseClock) close() { close(c.stop) }
+// realNow is the time before the clock starts; apart, so that now inlines.
+func realNow() int64 { return time.Now().UnixNano() }
+
+// close stops the ticking and freezes the time where it is.
+func (c *coarseClock) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	if c.stop != nil {
+		close(c.stop)
+		<-c.done // no tick lands after close
+	}
+	c.ns.CompareAndSwap(0, time.Now().UnixNano())
+}

@@ -117,6 +117,8 @@ type Server struct {
 	addrs   []net.Addr
 	// tcpConns counts the open TCP connections, per source prefix.
 	tcpConns *tcpTable
+	// limited counts the queries over a rate limit (RateLimitStats).
+	limited limitCounts
 }
 
 // udpReaders is how many UDP sockets each listen address gets and how many
@@ -200,6 +202,7 @@ func (s *Server) Start() error {
 	if len(cfg.Listen) == 0 {
 		return errors.New("no --listen address given")
 	}
+	s.clock.start()
 	for _, addr := range cfg.Listen {
 		if err := s.listen(addr, cfg); err != nil {
 			s.Shutdown(context.Background())
@@ -381,7 +384,8 @@ func (s *Server) serveUDP(c *net.UDPConn, wildcard bool) {
 	}
 }
 
-// Shutdown stops every listener and waits for the workers to finish.
+// Shutdown stops every listener and waits for the workers to finish. It
+// may be called more than once (Start calls it when it fails).
 func (s *Server) Shutdown(ctx context.Context) {
 	s.closing.Store(true)
 	s.mu.Lock()

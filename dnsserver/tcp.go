@@ -345,6 +345,7 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 			return // closed to make room for another connection
 		}
 		if !s.limiter.Load().allow(c.src, false) {
+			s.limited.tcpClosed()
 			s.log.Debug("tcp connection over the rate limit closed", zap.Stringer("src", c.src))
 			return
 		}

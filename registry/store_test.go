@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,59 +137,132 @@ func TestStoreLogsInvalid(t *testing.T) {
 }
 
 // TestStoreConcurrentReaders reads snapshots from several goroutines while
-// one feeder applies changes; run with -race it proves readers and the
-// feeder share nothing mutable.
+// one feeder applies changes (and now and then reloads in full). Every
+// snapshot a reader gets must be one the feeder published, whole: its
+// revision is that of a step, never lower than the reader's last one, and
+// everything in it (machines, their metadata, owners, peers, the region)
+// is exactly that step's state, never half of a step. Run with -race (CI
+// does) it also proves readers and the feeder share nothing mutable.
 func TestStoreConcurrentReaders(t *testing.T) {
 	f := newFakeEtcd()
 	s := NewStore(DefaultPrefix)
 	s.Replace(f.rev, f.load(t, `
 		orgs/acme {"network":"fdaa:0:18::/48"}
 		apps/acme/web {}
-		peers/acme/alice {"ip":"fdaa:0:18:a7b:9::2"}
+		peers/acme/alice {"ip":"fdaa:0:18:a7c:9::2"}
 		regions/ams {"lat":1,"lon":1}`))
+	base := f.rev
+	const steps, putsPerStep, ids, peerIDs = 300, 4, 20, 5
+
+	// check is the whole state of one snapshot against the step its
+	// revision says it is at; it returns that step (-1: none yet).
+	check := func(snap *Snapshot) (int, error) {
+		if (snap.Revision-base)%putsPerStep != 0 || snap.Revision < base || snap.Revision > base+steps*putsPerStep {
+			return 0, fmt.Errorf("revision %d is no step's (base %d, %d puts a step)", snap.Revision, base, putsPerStep)
+		}
+		step := int((snap.Revision-base)/putsPerStep) - 1
+		o := snap.Org("acme")
+		if o == nil || snap.OrgOf(o.APIAddr()) != o {
+			return step, fmt.Errorf("revision %d: org acme missing or not found by its network", snap.Revision)
+		}
+		a := o.App("web")
+		if a == nil {
+			return step, fmt.Errorf("revision %d: app web missing", snap.Revision)
+		}
+		if want := min(step+1, ids); len(a.Machines) != want {
+			return step, fmt.Errorf("revision %d (step %d): %d machines, want %d", snap.Revision, step, len(a.Machines), want)
+		}
+		for _, m := range a.Machines {
+			id, err := strconv.ParseInt(m.ID, 16, 32)
+			if err != nil {
+				return step, fmt.Errorf("machine id %q", m.ID)
+			}
+			// The last step that wrote this machine.
+			last := step - ((step-int(id))%ids+ids)%ids
+			if got, want := m.Metadata["k"], "v"+itoa(last); got != want {
+				return step, fmt.Errorf("revision %d (step %d): machine %s has k=%s, want %s", snap.Revision, step, m.ID, got, want)
+			}
+			if a.Machine(m.ID) != m {
+				return step, fmt.Errorf("revision %d: Machine(%s) is not the listed machine", snap.Revision, m.ID)
+			}
+			if w, ok := o.Owner(m.IP); !ok || w.Machine != m {
+				return step, fmt.Errorf("revision %d: the owner of %s is %+v, not machine %s", snap.Revision, m.IP, w, m.ID)
+			}
+		}
+		if want := 1 + min(step+1, peerIDs); len(o.PeerNames()) != want {
+			return step, fmt.Errorf("revision %d (step %d): peers %v, want %d", snap.Revision, step, o.PeerNames(), want)
+		}
+		for _, name := range o.PeerNames() {
+			p := o.Peer(name)
+			if w, ok := o.Owner(p.IP); p == nil || !ok || w.Peer != p {
+				return step, fmt.Errorf("revision %d: peer %s not the owner of its address", snap.Revision, name)
+			}
+		}
+		wantLat, wantGW := 1.0, step >= 0
+		if step >= 0 {
+			wantLat = float64(step % 90)
+		}
+		if r := snap.Region("ams"); r == nil || r.Lat != wantLat || len(snap.Regions()) != 1 {
+			return step, fmt.Errorf("revision %d (step %d): region ams %+v, want lat %v", snap.Revision, step, r, wantLat)
+		}
+		if gw := snap.Gateway("ams"); (gw != nil) != wantGW {
+			return step, fmt.Errorf("revision %d (step %d): gateway %+v", snap.Revision, step, gw)
+		}
+		return step, nil
+	}
+
 	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range 4 {
+	var wg, ready sync.WaitGroup
+	reads := make([]int, 4)
+	for r := range reads {
+		ready.Add(1)
 		wg.Go(func() {
-			for !stop.Load() {
+			last := int64(-1)
+			for first := true; ; first = false {
+				done := stop.Load() // one more read after the feeder ends
 				snap := s.Snapshot()
-				snap.RangeOrgs(func(o *Org) bool {
-					for _, name := range o.AppNames() {
-						if a := o.App(name); a != nil {
-							for _, m := range a.Machines {
-								_ = a.Machine(m.ID)
-								_, _ = o.Owner(m.IP)
-								_ = m.Region + m.State + m.Metadata["k"]
-							}
-						}
-					}
-					for _, p := range o.PeerNames() {
-						_ = o.Peer(p)
-					}
-					_ = snap.OrgOf(o.APIAddr())
-					return true
-				})
-				for code := range snap.Regions() {
-					_ = snap.Region(code)
+				if snap.Revision < last {
+					t.Errorf("reader %d: revision %d after %d", r, snap.Revision, last)
+					return
 				}
-				_ = snap.Gateway("ams")
+				last = snap.Revision
+				step, err := check(snap)
+				if err != nil {
+					t.Errorf("reader %d: %v", r, err)
+					return
+				}
+				reads[r]++
+				if first {
+					ready.Done()
+				}
+				if done {
+					if step != steps-1 {
+						t.Errorf("reader %d: last read at step %d, want %d", r, step, steps-1)
+					}
+					return
+				}
 			}
 		})
 	}
-	for i := range 300 {
-		ip := "fdaa:0:18:a7b:" + hex(i%20) + "::2"
-		s.Apply(f.rev, f.step(t, `
-			put machines/acme/web/`+hex(i%20)+` {"region":"ams","ip":"`+ip+`","state":"started","metadata":{"k":"v`+itoa(i)+`"}}
-			put peers/acme/p`+itoa(i%5)+` {"ip":"fdaa:0:18:a7b:9::`+hex(i%5+3)+`"}
+	ready.Wait()
+	for i := range steps {
+		ip := "fdaa:0:18:a7b:" + hex(i%ids) + "::2"
+		evs := f.step(t, `
+			put machines/acme/web/`+hex(i%ids)+` {"region":"ams","ip":"`+ip+`","state":"started","metadata":{"k":"v`+itoa(i)+`"}}
+			put peers/acme/p`+itoa(i%peerIDs)+` {"ip":"fdaa:0:18:a7c:9::`+hex(i%peerIDs+3)+`"}
 			put regions/ams {"lat":`+itoa(i%90)+`,"lon":1}
-			put gateways/ams {"endpoint":"192.0.2.1:51820","public_key":"`+wgKey+`"}`))
+			put gateways/ams {"endpoint":"192.0.2.1:51820","public_key":"`+wgKey+`"}`)
+		s.Apply(f.rev, evs)
 		if i%50 == 0 {
 			s.Replace(f.rev, f.contents())
 		}
 	}
 	stop.Store(true)
 	wg.Wait()
-	_ = s.InvalidCount()
+	if n := s.InvalidCount(); n != 0 {
+		t.Errorf("%d invalid values: %v", n, s.Invalid())
+	}
+	t.Logf("reads per reader: %v", reads)
 }
 
 // TestDataVersion: events and full loads move a snapshot's DataVersion; a

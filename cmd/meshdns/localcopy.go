@@ -54,44 +54,61 @@ func saveLocalCopies(ctx context.Context, o *options, store *registry.Store, sy 
 	if o.localCopyInterval <= 0 {
 		return
 	}
-	var (
-		savedRev  int64
-		savedData uint64
-		savedAt   time.Time
-		haveSaved bool
-	)
-	if snap := store.Snapshot(); snap != nil && snap.Stale {
-		// Served from the local copy: that is what the file holds.
-		savedRev, savedData, savedAt, haveSaved = snap.Revision, snap.DataVersion(), time.Now(), true
-	}
-	save := func(final bool) {
-		snap := store.Snapshot()
-		if snap == nil || snap.Stale || sy.ClusterID() == 0 {
-			return
-		}
-		if haveSaved && snap.DataVersion() == savedData {
-			if snap.Revision == savedRev || !final && time.Since(savedAt) < refreshSaves*o.localCopyInterval {
-				return
-			}
-		}
-		start := time.Now()
-		if err := registry.WriteCopy(localCopyPath(o), o.etcdPrefix, sy.ClusterID(), snap); err != nil {
-			log.Warn("cannot save the local copy of the registry", zap.Error(err))
-			return
-		}
-		savedRev, savedData, savedAt, haveSaved = snap.Revision, snap.DataVersion(), start, true
-		log.Debug("saved the local copy of the registry", zap.Int64("revision", snap.Revision),
-			zap.Duration("took", time.Since(start).Round(time.Millisecond)))
-	}
+	c := newCopySaver(o, store, sy, log, time.Now())
 	t := time.NewTicker(o.localCopyInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			save(true)
+			c.save(time.Now(), true)
 			return
-		case <-t.C:
-			save(false)
+		case now := <-t.C:
+			c.save(now, false)
 		}
 	}
+}
+
+// copySaver decides, at each tick of saveLocalCopies, whether the local
+// copy is saved; the time comes in from the caller, so tests drive it.
+type copySaver struct {
+	o     *options
+	store *registry.Store
+	sy    *registry.Syncer
+	log   *zap.Logger
+
+	savedRev  int64
+	savedData uint64
+	savedAt   time.Time
+	haveSaved bool
+}
+
+func newCopySaver(o *options, store *registry.Store, sy *registry.Syncer, log *zap.Logger, now time.Time) *copySaver {
+	c := &copySaver{o: o, store: store, sy: sy, log: log}
+	if snap := store.Snapshot(); snap != nil && snap.Stale {
+		// Served from the local copy: that is what the file holds.
+		c.savedRev, c.savedData, c.savedAt, c.haveSaved = snap.Revision, snap.DataVersion(), now, true
+	}
+	return c
+}
+
+// save writes the copy if it is due at now; final (at shutdown) writes any
+// snapshot newer than the saved one.
+func (c *copySaver) save(now time.Time, final bool) {
+	snap := c.store.Snapshot()
+	if snap == nil || snap.Stale || c.sy.ClusterID() == 0 {
+		return
+	}
+	if c.haveSaved && snap.DataVersion() == c.savedData {
+		if snap.Revision == c.savedRev || !final && now.Sub(c.savedAt) < refreshSaves*c.o.localCopyInterval {
+			return
+		}
+	}
+	start := time.Now()
+	if err := registry.WriteCopy(localCopyPath(c.o), c.o.etcdPrefix, c.sy.ClusterID(), snap); err != nil {
+		c.log.Warn("cannot save the local copy of the registry", zap.Error(err))
+		return
+	}
+	c.savedRev, c.savedData, c.savedAt, c.haveSaved = snap.Revision, snap.DataVersion(), now, true
+	c.log.Debug("saved the local copy of the registry", zap.Int64("revision", snap.Revision),
+		zap.Duration("took", time.Since(start).Round(time.Millisecond)))
 }

@@ -135,6 +135,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	m.WatchTCP(srv.TCPStats)
+	m.WatchRateLimit(srv.RateLimitStats)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

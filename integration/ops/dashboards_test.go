@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,6 +112,23 @@ func TestDashboardsAndAlertsUseExistingMetrics(t *testing.T) {
 	sort.Strings(missing)
 	for _, n := range missing {
 		t.Errorf("not in /metrics: %s", n)
+	}
+	// Panels the dashboard must keep (#14): each metric here is read by one.
+	for _, n := range []string{"meshdns_dns_rate_limited_total"} {
+		if !slices.ContainsFunc(used[n], func(w string) bool { return strings.HasPrefix(w, "panel ") }) {
+			t.Errorf("no dashboard panel reads %s", n)
+		}
+	}
+	// Series that exist from the start, at zero, so a panel or alert over
+	// them has data before the first event they count.
+	for _, series := range []string{
+		`meshdns_dns_rate_limited_total{action="drop",transport="udp"} 0`,
+		`meshdns_dns_rate_limited_total{action="slip",transport="udp"} 0`,
+		`meshdns_dns_rate_limited_total{action="close",transport="tcp"} 0`,
+	} {
+		if !slices.Contains(strings.Split(body, "\n"), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 	if len(used) < 15 {
 		t.Errorf("only %d metrics used by the dashboard and alerts; the extraction is broken", len(used))
