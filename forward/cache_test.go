@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 func TestSecondQueryIsAnsweredFromTheCache(t *testing.T) {
 	up := startUpstream(t, answerA(300))
 	rec := newRecorder()
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, Observer: rec})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes, Observer: rec})
 	forwardOK(t, f, question("example.com.", dns.TypeA))
 	req := question("EXAMPLE.com.", dns.TypeA) // names are case-insensitive
 	req.Id = 777
@@ -39,7 +40,7 @@ func TestSecondQueryIsAnsweredFromTheCache(t *testing.T) {
 func TestCachedTTLsCountDown(t *testing.T) {
 	up := startUpstream(t, answerA(300))
 	clock := newFakeClock()
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes})
 	forward.SetClock(f, clock.now)
 	forwardOK(t, f, question("example.com.", dns.TypeA))
 
@@ -67,7 +68,7 @@ func TestNegativeAnswersAreCachedBySOAMinimum(t *testing.T) {
 		return r
 	})
 	clock := newFakeClock()
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes})
 	forward.SetClock(f, clock.now)
 	forwardOK(t, f, question("nope.example.", dns.TypeA))
 	clock.advance(59 * time.Second)
@@ -87,7 +88,7 @@ func TestNegativeAnswersAreCachedBySOAMinimum(t *testing.T) {
 
 func TestCacheIsBounded(t *testing.T) {
 	up := startUpstream(t, answerA(300))
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: 3})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: 3, CacheBytes: forward.DefaultCacheBytes})
 	for _, name := range []string{"a.example.", "b.example.", "c.example.", "d.example.", "e.example."} {
 		forwardOK(t, f, question(name, dns.TypeA))
 	}
@@ -103,5 +104,33 @@ func TestZeroTTLIsNotCached(t *testing.T) {
 	forwardOK(t, f, question("example.com.", dns.TypeA))
 	if n := up.count("udp"); n != 2 {
 		t.Errorf("upstream asked %d times, want 2", n)
+	}
+}
+
+// A zero cache bound turns the cache off, as the flags' 0 does
+// (--forward-cache-size 0, --forward-cache-bytes 0); the defaults are
+// the flags' defaults, not a meaning of 0. Negative bounds are refused.
+func TestZeroCacheBoundTurnsTheCacheOff(t *testing.T) {
+	for _, cfg := range []forward.Config{
+		{},
+		{CacheSize: 0, CacheBytes: forward.DefaultCacheBytes},
+		{CacheSize: forward.DefaultCacheSize, CacheBytes: 0},
+	} {
+		up := startUpstream(t, answerA(300))
+		rec := newRecorder()
+		cfg.Upstreams, cfg.Observer = []string{up.addr}, rec
+		f := newForwarder(t, cfg)
+		forwardOK(t, f, question("example.com.", dns.TypeA))
+		forwardOK(t, f, question("example.com.", dns.TypeA))
+		if n := up.count("udp"); n != 2 || rec.hits != 0 {
+			t.Errorf("CacheSize %d, CacheBytes %d: upstream asked %d times, %d cache hits; want 2 and 0 (no cache)",
+				cfg.CacheSize, cfg.CacheBytes, n, rec.hits)
+		}
+	}
+	for _, cfg := range []forward.Config{{CacheSize: -1}, {CacheBytes: -1}} {
+		cfg.Upstreams = []string{"192.0.2.1"}
+		if _, err := forward.New(cfg); err == nil || !strings.Contains(err.Error(), "must be 0 (no cache) or more") {
+			t.Errorf("CacheSize %d, CacheBytes %d: error %v, want one saying 0 or more", cfg.CacheSize, cfg.CacheBytes, err)
+		}
 	}
 }

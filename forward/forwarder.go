@@ -15,12 +15,14 @@ import (
 type Config struct {
 	// Upstreams are resolver addresses (see ParseUpstream), asked in order.
 	Upstreams []string
-	// CacheSize bounds the number of cached replies; 0 means
-	// DefaultCacheSize, a negative value turns caching off.
+	// CacheSize bounds the number of cached replies; 0 turns caching
+	// off, as --forward-cache-size 0 does (DefaultCacheSize is the
+	// flag's default). Negative values are an error.
 	CacheSize int
 	// CacheBytes bounds the memory of the cache: the packed replies, their
-	// keys and a fixed overhead per entry. 0 means DefaultCacheBytes, a
-	// negative value turns caching off.
+	// keys and a fixed overhead per entry. 0 turns caching off, as
+	// --forward-cache-bytes 0 does (DefaultCacheBytes is the flag's
+	// default). Negative values are an error.
 	CacheBytes int
 	// MaxCacheable is the longest reply (packed, in bytes) that is cached;
 	// longer ones are forwarded every time. 0 means DefaultMaxCacheable.
@@ -36,11 +38,12 @@ type Config struct {
 	Observer Observer
 }
 
-// DefaultCacheSize is the cache bound when Config.CacheSize is 0.
+// DefaultCacheSize is the default of --forward-cache-size, a good
+// Config.CacheSize.
 const DefaultCacheSize = 10000
 
-// DefaultCacheBytes is the cache's memory bound when Config.CacheBytes is
-// 0: 32 MiB.
+// DefaultCacheBytes is the default of --forward-cache-bytes, a good
+// Config.CacheBytes: 32 MiB.
 const DefaultCacheBytes = 32 << 20
 
 // DefaultMaxCacheable is the longest reply cached when
@@ -103,11 +106,8 @@ func New(cfg Config) (*Forwarder, error) {
 		f.ups = append(f.ups, &upstream{addr: addr})
 	}
 	entries, bytes, maxMsg := cfg.CacheSize, cfg.CacheBytes, cfg.MaxCacheable
-	if entries == 0 {
-		entries = DefaultCacheSize
-	}
-	if bytes == 0 {
-		bytes = DefaultCacheBytes
+	if entries < 0 || bytes < 0 {
+		return nil, fmt.Errorf("cache size %d entries, %d bytes: must be 0 (no cache) or more", entries, bytes)
 	}
 	if maxMsg <= 0 {
 		maxMsg = DefaultMaxCacheable

@@ -88,7 +88,7 @@ func TestNeverAnsweredNamesDoNotMakeAnUpstreamDead(t *testing.T) {
 func TestCacheIsPerOrgAndAnswersInTheAskersCase(t *testing.T) {
 	up := startBlackhole(t)
 	rec := newRecorder()
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, Observer: rec})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes, Observer: rec})
 	owner := func(r *dns.Msg) string { return r.Answer[0].Header().Name }
 
 	r := forwardAs(t, f, "alpha", question("Shared.Example.COM.", dns.TypeA))
@@ -136,7 +136,7 @@ func txtOfSize(size int) handler {
 func TestCacheIsBoundedInBytes(t *testing.T) {
 	up := startUpstream(t, txtOfSize(1000))
 	const limit = 10000
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheBytes: limit})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: limit})
 	for i := range 40 {
 		forwardOK(t, f, question(sprintf("t%d.example.", i), dns.TypeTXT))
 		if _, bytes := f.CacheUsage(); bytes > limit {
@@ -152,7 +152,7 @@ func TestCacheIsBoundedInBytes(t *testing.T) {
 // A reply longer than MaxCacheable is forwarded every time, not cached.
 func TestLongRepliesAreNotCached(t *testing.T) {
 	up := startUpstream(t, txtOfSize(1000))
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, MaxCacheable: 800})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes, MaxCacheable: 800})
 	for range 2 {
 		forwardOK(t, f, question("long.example.", dns.TypeTXT))
 	}
@@ -172,7 +172,7 @@ func TestLongRepliesAreNotCached(t *testing.T) {
 // that holds less.
 func TestOneOrgCannotEvictAnothersEntries(t *testing.T) {
 	up := startUpstream(t, txtOfSize(400))
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheBytes: 8000})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: 8000})
 	for i := range 3 {
 		forwardAs(t, f, "beta", question(sprintf("b%d.example.", i), dns.TypeTXT))
 	}
@@ -264,7 +264,7 @@ func TestUpstreamsCaseIsReplacedByTheAskers(t *testing.T) {
 		r.Answer = []dns.RR{mustRR("www.example.com. 60 IN CNAME Edge.Example.NET."), mustRR("Edge.Example.NET. 60 IN A 192.0.2.7")}
 		return r
 	})
-	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}})
+	f := newForwarder(t, forward.Config{Upstreams: []string{up.addr}, CacheSize: forward.DefaultCacheSize, CacheBytes: forward.DefaultCacheBytes})
 	for _, name := range []string{"WWW.example.COM.", "www.EXAMPLE.com."} { // fresh, then cached
 		r := forwardOK(t, f, question(name, dns.TypeA))
 		if r.Question[0].Name != name || r.Answer[0].Header().Name != name || r.Answer[1].Header().Name != "Edge.Example.NET." {

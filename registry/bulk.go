@@ -13,8 +13,73 @@ import (
 )
 
 // Item is one value for PutAll: a *OrgValue, *AppValue, *Machine, *Peer,
-// *Gateway or *Region with its names filled in.
-type Item any
+// *Gateway or *Region with its name fields filled in. No other type is an
+// Item, so a batch of anything else does not compile.
+type Item interface {
+	// Key is the key the value is stored under, from its name fields.
+	Key() Key
+	// Validate checks the value on its own; PutAll adds the checks that
+	// need other keys (an address inside its org's network, a network
+	// named by one org only).
+	Validate() error
+	item()
+}
+
+// The registry's value types are the Items.
+var (
+	_ Item = (*OrgValue)(nil)
+	_ Item = (*AppValue)(nil)
+	_ Item = (*Machine)(nil)
+	_ Item = (*Peer)(nil)
+	_ Item = (*Gateway)(nil)
+	_ Item = (*Region)(nil)
+)
+
+func (o *OrgValue) Key() Key { return OrgKey(o.Name) }
+func (a *AppValue) Key() Key { return AppKey(a.Org, a.Name) }
+func (m *Machine) Key() Key  { return MachineKey(m.Org, m.App, m.ID) }
+func (p *Peer) Key() Key     { return PeerKey(p.Org, p.Name) }
+func (g *Gateway) Key() Key  { return GatewayKey(g.Region) }
+func (r *Region) Key() Key   { return RegionKey(r.Code) }
+
+func (*OrgValue) item() {}
+func (*AppValue) item() {}
+func (*Machine) item()  {}
+func (*Peer) item()     {}
+func (*Gateway) item()  {}
+func (*Region) item()   {}
+
+// DecodeItem is Decode for a batch: the value stored under k, checked,
+// as an Item for PutAll.
+func DecodeItem(k Key, data []byte) (Item, error) {
+	v, err := Decode(k, data)
+	if err != nil {
+		return nil, err
+	}
+	return v.(Item), nil // Decode returns only the Item types
+}
+
+// isNil reports whether it holds no value: a nil interface or a nil
+// pointer of one of the Item types.
+func isNil(it Item) bool {
+	switch v := it.(type) {
+	case nil:
+		return true
+	case *OrgValue:
+		return v == nil
+	case *AppValue:
+		return v == nil
+	case *Machine:
+		return v == nil
+	case *Peer:
+		return v == nil
+	case *Gateway:
+		return v == nil
+	case *Region:
+		return v == nil
+	}
+	return false
+}
 
 // maxTxnOps is etcd's default limit of operations in one transaction
 // (--max-txn-ops).
@@ -34,6 +99,11 @@ const maxTxnOps = 128
 // its members were checked; every other transaction fails if the org of one
 // of its items changed since it was read or written by the batch.
 func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (int, error) {
+	for i, it := range items {
+		if isNil(it) {
+			return 0, fmt.Errorf("item %d: nil; want a value with its name fields set", i+1)
+		}
+	}
 	resp, err := w.cli.Get(ctx, w.prefix+"orgs/", clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("list orgs/: %w", err)
@@ -243,14 +313,14 @@ func validateItem(it Item, networks map[string]netip.Prefix, now time.Time) (Key
 	switch v := it.(type) {
 	case *OrgValue:
 		stamp(&v.UpdatedAt)
-		return OrgKey(v.Name), nil // validated by the caller
+		return v.Key(), nil // validated by the caller
 	case *AppValue:
 		stamp(&v.UpdatedAt)
 		err := v.Validate()
 		if err == nil && v.Flycast.IsValid() {
 			err = inOrg(v.Org, "flycast", v.Flycast)
 		}
-		return AppKey(v.Org, v.Name), err
+		return v.Key(), err
 	case *Machine:
 		stamp(&v.UpdatedAt)
 		if v.ProcessGroup == "" {
@@ -263,22 +333,22 @@ func validateItem(it Item, networks map[string]netip.Prefix, now time.Time) (Key
 		if err == nil {
 			err = CheckMachineAddr(v.IP, networks[v.Org])
 		}
-		return MachineKey(v.Org, v.App, v.ID), err
+		return v.Key(), err
 	case *Peer:
 		stamp(&v.UpdatedAt)
 		err := v.Validate()
 		if err == nil {
 			err = inOrg(v.Org, "ip", v.IP)
 		}
-		return PeerKey(v.Org, v.Name), err
+		return v.Key(), err
 	case *Gateway:
 		stamp(&v.UpdatedAt)
-		return GatewayKey(v.Region), v.Validate()
+		return v.Key(), v.Validate()
 	case *Region:
 		stamp(&v.UpdatedAt)
-		return RegionKey(v.Code), v.Validate()
+		return v.Key(), v.Validate()
 	}
-	return Key{}, fmt.Errorf("unsupported item type %T", it)
+	return Key{}, fmt.Errorf("unsupported item type %T", it) // a new Item type PutAll does not know yet
 }
 
 func leaseOpts(opts []PutOption) []clientv3.OpOption {

@@ -21,7 +21,7 @@ func (s *Syncer) readAll(ctx context.Context, rev int64, fn func([]*mvccpb.KeyVa
 func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn func([]*mvccpb.KeyValue)) (int64, int, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	get := func(key string, rev int64) (*clientv3.GetResponse, error) {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.cfg.PageSize)}
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.pageSize())}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
@@ -50,10 +50,14 @@ func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn fun
 	pages := make(chan page, 1)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pace := newPacer(s.cfg.LoadRate)
 	go func() {
 		defer close(pages)
 		resp := first
 		for resp.More && len(resp.Kvs) > 0 {
+			if !pace.wait(fctx, len(resp.Kvs)) {
+				return
+			}
 			next, err := get(string(resp.Kvs[len(resp.Kvs)-1].Key)+"\x00", rev)
 			select {
 			case pages <- page{next, err}:
@@ -74,6 +78,11 @@ func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn fun
 		}
 		fn(p.resp.Kvs)
 		n += len(p.resp.Kvs)
+	}
+	// The fetcher also stops, without a page, when ctx ends (while paced,
+	// or racing a failed read): that is no complete read.
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
 	}
 	return rev, n, nil
 }

@@ -86,9 +86,9 @@ func TestShardedMapSharing(t *testing.T) {
 	e.Set("key1", -3) // same shard again: not copied twice
 	next := e.Done()
 
-	// 10,000 keys: 128 shards of 64 to 128 keys.
-	if len(old.shards) != 128 || len(next.shards) != 128 {
-		t.Fatalf("%d and %d shards for 10,000 keys, want 128", len(old.shards), len(next.shards))
+	// 10,000 keys: maxShards shards of about 39.
+	if len(old.shards) != maxShards || len(next.shards) != maxShards {
+		t.Fatalf("%d and %d shards for 10,000 keys, want %d", len(old.shards), len(next.shards), maxShards)
 	}
 	touched := map[uint32]bool{}
 	for _, k := range []string{"key1", "key2", "key3"} {

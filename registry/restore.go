@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -156,18 +155,12 @@ func (s *Syncer) historyResets() map[string]uint64 {
 }
 
 // discardSnapshot is the watch loop's side of a reset: the snapshot keeps
-// answering, marked stale, until the full load after wait replaces it. It
-// reports whether ctx is still alive.
-func (s *Syncer) discardSnapshot(ctx context.Context) bool {
+// answering, marked stale, until the full load (after spreadLoad's jittered
+// wait, as a restore hits a whole fleet at once) replaces it.
+func (s *Syncer) discardSnapshot() {
 	s.ready.Store(false)
 	s.cfg.Store.markStale()
-	wait := time.Duration(0)
-	if s.cfg.ReloadJitter > 0 {
-		wait = rand.N(s.cfg.ReloadJitter)
-	}
-	s.cfg.Log.Info("loading the registry in full after a history reset", zap.String("reason", s.resetPending()),
-		zap.Duration("after", wait.Round(time.Millisecond)))
-	return sleep(ctx, wait)
+	s.cfg.Log.Info("loading the registry in full after a history reset", zap.String("reason", s.resetPending()))
 }
 
 // markStale republishes the current snapshot marked stale: still served,

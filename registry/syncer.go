@@ -42,10 +42,14 @@ type SyncerConfig struct {
 	StallTimeout time.Duration
 	// RequestTimeout bounds each read of a full load.
 	RequestTimeout time.Duration
-	// ReloadJitter spreads the full loads that follow a compacted watch
-	// over [0, ReloadJitter), so a fleet restarting together from old
-	// local copies does not read the whole registry from etcd at once.
+	// ReloadJitter spreads every full load (at start without a usable
+	// local copy, after a compacted watch, a restore or drift) over
+	// [0, ReloadJitter), so a fleet reloading together does not read the
+	// whole registry from etcd at once (pace.go).
 	ReloadJitter time.Duration
+	// LoadRate, when above 0, caps full reads (loads and reconciles) at
+	// this many keys a second; pages are at most that many keys.
+	LoadRate int
 	// ReconcileInterval is how often the snapshot is compared with etcd's
 	// contents at the snapshot's revision; any difference is logged with
 	// its keys, counted, and repaired by a full load. 0 turns it off.
@@ -108,6 +112,14 @@ type Syncer struct {
 	hist    historyState
 	mu      sync.Mutex
 	lastErr string
+	// loadSpread is set once the jitter before a needed full load was
+	// waited (Run's goroutine only).
+	loadSpread bool
+	// prefixChecks counts the watchdog's checks of the prefix (progress.go).
+	prefixChecks atomic.Uint64
+	// keyCount is the number of keys under the prefix at the snapshot's
+	// revision, or -1 when not known (progress.go; Run's goroutine only).
+	keyCount int64
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
@@ -127,7 +139,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Syncer{cfg: cfg, reload: make(chan string, 1), hist: historyState{client: make(chan struct{})}}
+	s := &Syncer{cfg: cfg, reload: make(chan string, 1), hist: historyState{client: make(chan struct{})}, keyCount: -1}
 	s.clusterID.Store(cfg.ClusterID)
 	return s
 }
@@ -200,6 +212,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if needLoad {
+			if !s.spreadLoad(ctx) {
+				break
+			}
 			if err := s.load(ctx); err != nil {
 				s.fail("full load", err)
 				if !sleep(ctx, jitter(backoff)) {
@@ -210,6 +225,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 			needLoad = false
 			s.loaded()
+			needLoad, s.loadSpread = false, false
 		}
 		start := time.Now()
 		err := s.watchChecked(ctx)
@@ -219,21 +235,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		s.watchRestarts.Add(1)
 		if s.resetPending() != "" {
-			if !s.discardSnapshot(ctx) {
-				break
-			}
+			// spreadLoad waits the jittered delay before the load.
+			s.discardSnapshot()
 			needLoad = true
 			continue
 		} else if errors.Is(err, errCompacted) {
-			wait := time.Duration(0)
-			if s.cfg.ReloadJitter > 0 {
-				wait = rand.N(s.cfg.ReloadJitter)
-			}
 			s.cfg.Log.Warn("watch revision was compacted; loading the registry again in full",
-				zap.Int64("revision", s.cfg.Store.Revision()), zap.Duration("after", wait.Round(time.Millisecond)))
-			if !sleep(ctx, wait) {
-				break
-			}
+				zap.Int64("revision", s.cfg.Store.Revision()))
 			needLoad = true
 			continue
 		} else if errors.Is(err, errReload) {
@@ -289,6 +297,7 @@ func (s *Syncer) load(ctx context.Context) error {
 	}
 	l.ResolveClaims(s.getAt(ctx))
 	l.Commit(rev)
+	s.keyCount = int64(n)
 	s.loads.Add(1)
 	// The replaced snapshot and the pages read are garbage now: hand the
 	// memory back soon instead of holding the reload's peak until the next
@@ -310,7 +319,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		clientv3.WithProgressNotify(), clientv3.WithCreatedNotify())
 	ticker := time.NewTicker(s.cfg.ProgressInterval)
 	defer ticker.Stop()
-	lastResp := time.Now()
+	// The watchdog (progress.go) tells when the snapshot is current and
+	// when the watch stalled, with or without a gRPC proxy in between.
+	wd := newWatchdog(s)
 	var evs []Event
 	// catchUp is etcd's revision when the watch started with history to
 	// replay: reaching it means the snapshot is current.
@@ -320,44 +331,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.C:
-			if time.Since(lastResp) > s.cfg.StallTimeout {
-				// etcd sends no progress notifications to a watch whose
-				// start revision it has not reached yet, so silence may
-				// just mean nothing was written. Ask etcd where it is.
-				cur, err := s.etcdRevision(wctx)
-				switch {
-				case err != nil:
-					return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, time.Since(lastResp).Round(time.Second), err)
-				case s.checkBehind(cur) != nil:
-					return errHistoryReset
-				case cur < from:
-					lastResp = time.Now()
-					s.markReady()
-				default:
-					return fmt.Errorf("%w for %s while etcd moved on to revision %d", errStalled, time.Since(lastResp).Round(time.Second), cur)
-				}
+			if err := wd.tick(wctx); err != nil {
+				return err
 			}
-			// Errors here surface as silence, which the check above catches.
-			rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
-			if s.cfg.Store.Revision() < from {
-				// etcd sends no progress notification while its revision
-				// is below the watch's start revision, i.e. while nothing
-				// at all was written since the load. A linearizable read
-				// proves the snapshot current then; without it a quiet
-				// etcd would never make the syncer ready, and the watch
-				// would be torn down as stalled over and over.
-				if resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly()); err == nil && resp.Header.Revision < from {
-					if err := s.checkBehind(resp.Header.Revision); err != nil {
-						rcancel()
-						return err
-					}
-					lastResp = time.Now()
-					s.contact()
-					s.markReady()
-				}
-			}
-			_ = s.cfg.Client.RequestProgress(rctx)
-			rcancel()
 		case why := <-s.reload:
 			return fmt.Errorf("%w: %s", errReload, why)
 		case resp, ok := <-wch:
@@ -373,7 +349,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			if err := s.noteCluster(resp.Header.ClusterId); err != nil {
 				return err
 			}
-			lastResp = time.Now()
+			wd.heard()
 			s.contact()
 			if resp.Created {
 				// Created says the watch runs, not that we have caught up:
@@ -388,10 +364,6 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				} else if err == nil {
 					// Caught up once the events up to cur are applied.
 					catchUp = cur
-				} else {
-					rctx, rcancel := context.WithTimeout(wctx, s.cfg.ProgressInterval)
-					_ = s.cfg.Client.RequestProgress(rctx)
-					rcancel()
 				}
 				continue
 			}
@@ -401,6 +373,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 					// history. The check before the next watch tells.
 					return fmt.Errorf("progress notification at revision %d, behind the snapshot's %d", resp.Header.Revision, s.cfg.Store.Revision())
 				}
+				wd.progress()
 				// Everything up to this revision has been delivered.
 				if resp.Header.Revision > s.cfg.Store.Revision() {
 					s.cfg.Store.Apply(resp.Header.Revision, nil)
@@ -411,6 +384,10 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			evs = evs[:0]
 			var rev int64
 			for _, e := range resp.Events {
+				if stale(s.cfg.Store.Revision(), e.Kv.ModRevision) {
+					continue
+				}
+				s.countKey(e)
 				ev := eventOf(e.Kv)
 				if e.Type == mvccpb.DELETE {
 					ev.Delete = true
@@ -418,7 +395,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				rev = max(rev, e.Kv.ModRevision)
 				evs = append(evs, ev)
 			}
-			s.cfg.Store.Apply(rev, evs)
+			if len(evs) > 0 {
+				s.cfg.Store.Apply(rev, evs)
+			}
 			if catchUp != 0 && rev >= catchUp {
 				s.markReady()
 				catchUp = 0

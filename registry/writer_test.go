@@ -227,7 +227,10 @@ func TestWriterRejects(t *testing.T) {
 			_, err := w.PutAll(ctx, []Item{&Machine{Org: "nobody", App: "web", ID: "0b2", Region: "ams", IP: addr("fdaa:0:19::2"), State: "started"}})
 			return err
 		}, `org "nobody"|not registered`},
-		{"put all with an unknown item", func() error { _, err := w.PutAll(ctx, []Item{"orgs/acme"}); return err }, "unsupported item type string"},
+		// Anything but the value types does not compile as an Item; a nil
+		// one is refused before anything is read or written.
+		{"put all with a nil item", func() error { _, err := w.PutAll(ctx, []Item{&good, nil}); return err }, "item 2: nil"},
+		{"put all with a nil machine", func() error { _, err := w.PutAll(ctx, []Item{(*Machine)(nil)}); return err }, "item 1: nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := etcdRevision(t, cli)

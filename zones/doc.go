@@ -1,7 +1,7 @@
 // Package zones answers questions about the internal. and flycast. zones
 // from an immutable registry Snapshot: it owns the name grammar, the TXT
 // formats, the built-in region table and the nearest-first ordering of AAAA
-// answers (SPEC §2).
+// answers (docs/reference.md, "Names and answers").
 //
 // It is pure: (snapshot, asker, question) → (rcode, answer, authority). It
 // opens no sockets, reads no clock, logs nothing and keeps no mutable global

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,6 +99,27 @@ stopped when it exits, also on error or interrupt.`,
 			mod(&cc)
 		}
 		return newEnv(ctx, stdout, stderr, cc)
+	}
+	// --cpuprofile profiles meshbench itself (the fleet's hosts, the
+	// writer, the pollers), not the processes it starts.
+	var cpuProfile string
+	var profFile *os.File
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of meshbench itself (e.g. the fleet's hosts) to this file")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		var err error
+		if profFile, err = os.Create(cpuProfile); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return pprof.StartCPUProfile(profFile)
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) {
+		if profFile != nil {
+			pprof.StopCPUProfile()
+			_ = profFile.Close()
+		}
 	}
 	root.AddCommand(newQPSCmd(newE), newPropagationCmd(newE), newScaleCmd(newE), newFleetCmd(newE), newSmokeCmd(newE))
 	return root

@@ -140,12 +140,9 @@ func readDocument(r io.Reader) (*batch, error) {
 // entry is an element type of a document.
 type entry interface {
 	// item copies the entry's names into its registry value and returns
-	// the value's key and the value, ready for PutAll.
-	item() (registry.Key, validatable)
+	// the value, ready for PutAll.
+	item() registry.Item
 }
-
-// validatable is every registry value type.
-type validatable interface{ Validate() error }
 
 // addSection decodes and checks the elements of one array, adds them to b
 // and returns how many there were. The values are validated here although
@@ -169,7 +166,8 @@ func addSection[E any, P interface {
 		if err := dec.Decode(e); err != nil {
 			return 0, fmt.Errorf("%s: %w", pos, jsonError(err))
 		}
-		k, v := e.item()
+		v := e.item()
+		k := v.Key()
 		if err := v.Validate(); err != nil {
 			return 0, fmt.Errorf("%s: %w", pos, err)
 		}
@@ -235,41 +233,41 @@ func jsonKind(t reflect.Type) string {
 // prints it, so a listing can be loaded again): PutAll stamps the time of
 // the load, which is what servers measure write-to-DNS latency from.
 
-func (e *orgEntry) item() (registry.Key, validatable) {
+func (e *orgEntry) item() registry.Item {
 	o := &e.OrgValue
 	o.Name, o.UpdatedAt = e.Name, time.Time{}
-	return registry.OrgKey(e.Name), o
+	return o
 }
 
-func (e *appEntry) item() (registry.Key, validatable) {
+func (e *appEntry) item() registry.Item {
 	a := &e.AppValue
 	a.Org, a.Name, a.UpdatedAt = e.Org, e.Name, time.Time{}
-	return registry.AppKey(e.Org, e.Name), a
+	return a
 }
 
-func (e *machineEntry) item() (registry.Key, validatable) {
+func (e *machineEntry) item() registry.Item {
 	m := &e.Machine
 	m.Org, m.App, m.ID, m.UpdatedAt = e.Org, e.App, e.ID, time.Time{}
 	if m.ProcessGroup == "" {
 		m.ProcessGroup = registry.DefaultProcessGroup
 	}
-	return registry.MachineKey(e.Org, e.App, e.ID), m
+	return m
 }
 
-func (e *peerEntry) item() (registry.Key, validatable) {
+func (e *peerEntry) item() registry.Item {
 	p := &e.Peer
 	p.Org, p.Name, p.UpdatedAt = e.Org, e.Name, time.Time{}
-	return registry.PeerKey(e.Org, e.Name), p
+	return p
 }
 
-func (e *gatewayEntry) item() (registry.Key, validatable) {
+func (e *gatewayEntry) item() registry.Item {
 	gw := &e.Gateway
 	gw.Region, gw.UpdatedAt = e.Region, time.Time{}
-	return registry.GatewayKey(e.Region), gw
+	return gw
 }
 
-func (e *regionEntry) item() (registry.Key, validatable) {
+func (e *regionEntry) item() registry.Item {
 	r := &e.Region
 	r.Code, r.UpdatedAt = e.Code, time.Time{}
-	return registry.RegionKey(e.Code), r
+	return r
 }

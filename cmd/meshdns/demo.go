@@ -54,7 +54,7 @@ func seedDemo(ctx context.Context, cli *clientv3.Client, prefix string) error {
 		if err != nil {
 			return err
 		}
-		v, err := registry.Decode(k, ev.Value)
+		v, err := registry.DecodeItem(k, ev.Value)
 		if err != nil {
 			return fmt.Errorf("demo registry %s: %w", k, err)
 		}

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +25,7 @@ import (
 // from the environment. File errors name the flag at fault.
 func etcdClientConfig(o *options, endpoints []string, log *zap.Logger) (clientv3.Config, error) {
 	cfg := clientv3.Config{
-		Endpoints:   endpoints,
+		Endpoints:   shuffled(endpoints),
 		DialTimeout: 5 * time.Second,
 		Logger:      log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
 		// gRPC's default reconnect backoff grows to two minutes, so a
@@ -47,6 +49,18 @@ func etcdClientConfig(o *options, endpoints []string, log *zap.Logger) (clientv3
 		cfg.Username, cfg.Password = o.etcdUser, os.Getenv(etcdPasswordEnv)
 	}
 	return cfg, nil
+}
+
+// shuffled is a copy of endpoints in random order. Every host of a fleet is
+// configured with the same list; taken in that order by a balancer that
+// starts at the first endpoint, the whole fleet's first connections (and
+// watches) would pile onto one member or proxy. clientv3 3.7's round-robin
+// balancer (grpc-go) happens to rotate its list by a random amount already;
+// the shuffle keeps the spread whatever the balancer does.
+func shuffled(endpoints []string) []string {
+	out := slices.Clone(endpoints)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }
 
 // embeddedEtcd is the in-process etcd; Close stops it.

@@ -34,6 +34,8 @@ type options struct {
 	dataDir             string
 	reconcileInterval   time.Duration
 	localCopyInterval   time.Duration
+	loadRate            int
+	loadJitter          time.Duration
 	embeddedEtcdURL     string
 	embeddedEtcdPeerURL string
 	region              string
@@ -151,6 +153,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.IntVar(&o.udpWorkers, "udp-workers", 0, "UDP readers in all, spread over one socket per core; 0: one per socket with --udp-blocking, else 4 per socket")
 	f.IntVar(&o.queryLogSample, "query-log-sample", 0, "log 1 in N queries at info level; 0 logs none")
 	f.DurationVar(&o.reconcileInterval, "reconcile-interval", 5*time.Minute, "how often to compare the snapshot with etcd and repair drift; 0 turns it off")
+	f.IntVar(&o.loadRate, "load-rate", 0, "most registry keys a second a full load or reconcile reads from etcd, so a fleet reloading together stays within what etcd serves; 0: unpaced")
+	f.DurationVar(&o.loadJitter, "load-jitter", 5*time.Second, "each full load from an external etcd waits a random delay below this first, spreading a fleet's loads; 0: none")
 	f.DurationVar(&o.localCopyInterval, "local-copy-interval", 30*time.Second, "how often (at most) to save the snapshot to --data-dir for fast restarts; 0 turns it off")
 	f.BoolVar(&o.demo, "demo", false, "seed a sample org 'demo' and answer loopback askers as its members")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -222,6 +226,9 @@ func (o *options) validate() error {
 			return fmt.Errorf("--memory-limit %w, auto or off", err)
 		}
 		o.memoryLimitBytes = n
+	}
+	if o.loadRate < 0 || o.loadJitter < 0 {
+		return fmt.Errorf("--load-rate %d, --load-jitter %s: want 0 (off) or more", o.loadRate, o.loadJitter)
 	}
 	if o.maxTCPConns < 1 {
 		return fmt.Errorf("--max-tcp-conns %d: want at least 1", o.maxTCPConns)

@@ -26,6 +26,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--rate-limit-slip", "-1"}, "--rate-limit-slip"},
 		{[]string{"--answer-cache-size", "big"}, "--answer-cache-size"},
 		{[]string{"--answer-cache-size", "-64MiB"}, "--answer-cache-size"},
+		{[]string{"--load-rate", "-1"}, "--load-rate"},
+		{[]string{"--load-jitter", "-1s"}, "--load-jitter"},
 		{[]string{"--etcd-cert", "c.pem"}, "--etcd-cert and --etcd-key"},
 		{[]string{"--etcd-cacert", "ca.pem"}, "external etcd"},
 		{[]string{"--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-cacert", "ca.pem"}, "plain http"},
@@ -53,6 +55,38 @@ func TestEtcdUserTakesThePasswordFromTheEnvironment(t *testing.T) {
 	}
 	if cfg.Username != "meshdns" || cfg.Password != "s3cret" {
 		t.Errorf("user %q password %q", cfg.Username, cfg.Password)
+	}
+}
+
+// Every host of a fleet has the same --etcd-endpoints; each must get them in
+// its own order, so that the fleet does not pile onto the first one.
+func TestEtcdEndpointsShuffledPerHost(t *testing.T) {
+	eps := []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"}
+	o, err := parseOptions([]string{"--etcd-endpoints", strings.Join(eps, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]int{}
+	for range 300 {
+		cfg, err := etcdClientConfig(o, o.etcdEndpoints, nopLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(cfg.Endpoints, ","); len(cfg.Endpoints) != 3 || !strings.Contains(got, eps[0]) ||
+			!strings.Contains(got, eps[1]) || !strings.Contains(got, eps[2]) {
+			t.Fatalf("endpoints %v are not a permutation of %v", cfg.Endpoints, eps)
+		}
+		first[cfg.Endpoints[0]]++
+	}
+	// Each comes first about 100 times; missing one in 300 draws has
+	// probability 3·(2/3)^300, about 10^-52.
+	for _, ep := range eps {
+		if first[ep] == 0 {
+			t.Errorf("%s never came first in 300 configurations: %v", ep, first)
+		}
+	}
+	if strings.Join(o.etcdEndpoints, ",") != strings.Join(eps, ",") {
+		t.Errorf("the options' endpoints were reordered: %v", o.etcdEndpoints)
 	}
 }
 

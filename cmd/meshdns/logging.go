@@ -79,6 +79,8 @@ func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
 		zap.Int("query_log_sample", o.queryLogSample),
 		zap.Duration("reconcile_interval", o.reconcileInterval),
 		zap.Duration("local_copy_interval", o.localCopyInterval),
+		zap.Int("load_rate", o.loadRate),
+		zap.Duration("load_jitter", o.loadJitter),
 		zap.Bool("demo", o.demo),
 		zap.String("log_level", o.logLevel),
 		zap.String("log_format", o.logFormat),

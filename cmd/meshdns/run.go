@@ -75,10 +75,15 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		}
 		return cli, nil
 	}
+	// Spread and pace the full loads of a fleet (docs/proxy.md); a lone
+	// server on its embedded etcd has no fleet to spread.
+	loadJitter := o.loadJitter
+	if len(o.etcdEndpoints) == 0 {
+		loadJitter = 0
+	}
 	syncer := registry.NewSyncer(registry.SyncerConfig{Connect: connect, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
 		ClusterID: cluster, ReconcileInterval: o.reconcileInterval, LoadGCPercent: loadGCPercent,
-		// Spread the full loads of a fleet restarting from stale copies.
-		ReloadJitter: 5 * time.Second})
+		ReloadJitter: loadJitter, LoadRate: o.loadRate})
 	m.WatchRegistry(store, syncer.Status)
 
 	// The HTTP endpoint comes first, so /healthz answers and /readyz

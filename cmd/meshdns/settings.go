@@ -81,11 +81,8 @@ func (r *runtimeSettings) setForwarder(o *options) error {
 		r.current.forwardCacheBytesN == o.forwardCacheBytesN && r.current.forwardCacheMaxN == o.forwardCacheMaxN {
 		return nil
 	}
-	size, bytes := o.forwardCacheSize, int(o.forwardCacheBytesN)
-	if size == 0 || bytes == 0 {
-		size, bytes = -1, -1 // forward.Config: negative turns the cache off
-	}
-	f, err := forward.New(forward.Config{Upstreams: o.upstream, CacheSize: size, CacheBytes: bytes,
+	// The flags and forward.Config agree: 0 turns the cache off.
+	f, err := forward.New(forward.Config{Upstreams: o.upstream, CacheSize: o.forwardCacheSize, CacheBytes: int(o.forwardCacheBytesN),
 		MaxCacheable: int(o.forwardCacheMaxN), Timeout: o.forwardTimeout, Observer: r.fwdObs})
 	if err != nil {
 		return err
@@ -138,6 +135,8 @@ func restartOnly(a, b *options) []string {
 	diff("udp-workers", a.udpWorkers == b.udpWorkers)
 	diff("reconcile-interval", a.reconcileInterval == b.reconcileInterval)
 	diff("local-copy-interval", a.localCopyInterval == b.localCopyInterval)
+	diff("load-rate", a.loadRate == b.loadRate)
+	diff("load-jitter", a.loadJitter == b.loadJitter)
 	diff("demo", a.demo == b.demo)
 	diff("log-format", a.logFormat == b.logFormat)
 	return changed

@@ -247,6 +247,12 @@ func (m *Meshdns) argsLocked() []string {
 	if m.cfg.demo {
 		args = append(args, "--demo")
 	}
+	if _, given := argValue(m.cfg.args, "load-jitter"); hasFlag("load-jitter") && !given {
+		// One server is no fleet: its full loads need not wait a random
+		// delay of up to 5 s, which would only slow the tests down. Tests
+		// of the spread give --load-jitter themselves.
+		args = append(args, "--load-jitter", "0s")
+	}
 	return append(args, m.cfg.args...)
 }
 

@@ -80,13 +80,21 @@ type Member struct {
 // (failed under CI=true).
 func Cluster(t testing.TB, n int) *ProcCluster {
 	t.Helper()
+	return ClusterOf(t, n, EtcdBinary(t))
+}
+
+// ClusterOf is Cluster with the etcd server binary bin, e.g. an older
+// release (Debian's etcd 3.4 is /usr/bin/etcd), and extra flags for every
+// member. Flags of its own the release does not know are left out (etcd
+// before 3.5 has no --unsafe-no-fsync).
+func ClusterOf(t testing.TB, n int, bin string, extra ...string) *ProcCluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("etcdtest: cluster size %d < 1", n)
 	}
-	bin := EtcdBinary(t)
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		c := newProcCluster(t, bin, n)
+		c := newProcCluster(t, bin, n, extra...)
 		err := c.start()
 		if err == nil {
 			t.Logf("etcdtest: %d-member etcd cluster ready at %v in %v", n, c.Endpoints(), time.Since(start).Round(time.Millisecond))
@@ -103,7 +111,7 @@ func Cluster(t testing.TB, n int) *ProcCluster {
 
 // newProcCluster allocates ports and directories and registers cleanups, but
 // starts nothing.
-func newProcCluster(t testing.TB, bin string, n int) *ProcCluster {
+func newProcCluster(t testing.TB, bin string, n int, extra ...string) *ProcCluster {
 	t.Helper()
 	base := t.TempDir()
 	// All 2n ports come from one FreePorts call, so members never collide
@@ -138,15 +146,18 @@ func newProcCluster(t testing.TB, bin string, n int) *ProcCluster {
 			"--initial-advertise-peer-urls", m.PeerURL,
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-token", token,
-			// SIGKILL does not lose un-fsynced writes (the page cache
-			// survives the process), so skipping fsync keeps crash tests
-			// honest while making every write much faster.
-			"--unsafe-no-fsync",
 			// Info level so that elections show up in failure reports.
 			"--logger", "zap",
 			"--log-level", "info",
 			"--log-outputs", "stderr",
 		}
+		if hasFlag(t, bin, "unsafe-no-fsync") {
+			// SIGKILL does not lose un-fsynced writes (the page cache
+			// survives the process), so skipping fsync keeps crash tests
+			// honest while making every write much faster.
+			m.args = append(m.args, "--unsafe-no-fsync")
+		}
+		m.args = append(m.args, extra...)
 	}
 	// Registered before any process starts, and cleanups run last-in
 	// first-out, so the kill below runs before this report.

@@ -7,7 +7,11 @@
 //     for tests that just need a registry to read from.
 //   - Cluster runs n members of the real etcd binary as child processes, so
 //     tests can kill, stop, pause and restart members and watch leader
-//     elections, as happens in production.
+//     elections, as happens in production. ClusterOf runs another etcd
+//     release (Debian's 3.4 is /usr/bin/etcd) and extra member flags.
+//   - StartGRPCProxy runs `etcd grpc-proxy start` in front of a cluster, as
+//     a fleet of servers shares one; it can be stopped, killed and started
+//     again on the same endpoint.
 //
 // Everything listens on 127.0.0.1 only, keeps its data under t.TempDir() and
 // is torn down by t.Cleanup. Server logs go to files that are printed (tail

@@ -165,3 +165,33 @@ func get(t *testing.T, cli *clientv3.Client, k string, opts ...clientv3.OpOption
 	}
 	return string(resp.Kvs[0].Value)
 }
+
+// TestGRPCProxy: reads and writes go through the proxy to the cluster;
+// stopped, it answers nothing; started again, it serves on the same
+// endpoint.
+func TestGRPCProxy(t *testing.T) {
+	bin := etcdtest.EtcdBinary(t)
+	c := etcdtest.ClusterOf(t, 1, bin)
+	p := etcdtest.StartGRPCProxy(t, bin, c.Endpoints())
+	if !strings.HasPrefix(p.Endpoint, "http://127.0.0.1:") {
+		t.Fatalf("Endpoint = %q", p.Endpoint)
+	}
+	cli := p.Client(t)
+	put(t, cli, "k", "v")
+	if got := get(t, c.Client(t), "k"); got != "v" {
+		t.Fatalf("the cluster holds k = %q after a put through the proxy, want v", got)
+	}
+	p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := cli.Get(ctx, "k"); err == nil {
+		t.Fatal("get through a stopped proxy succeeded")
+	}
+	p.Start()
+	if got := get(t, cli, "k"); got != "v" {
+		t.Fatalf("get k through the restarted proxy = %q, want v", got)
+	}
+	if v := etcdtest.Version(t, bin); !strings.HasPrefix(v, "3.") {
+		t.Errorf("Version = %q", v)
+	}
+}

@@ -1,0 +1,365 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshdns/meshdns/internal/etcdtest"
+)
+
+// behindProxy is an embedded etcd with a real `etcd grpc-proxy` in front:
+// cli talks to etcd directly (the test's writes), proxied through the proxy
+// (the syncer's).
+func behindProxy(t *testing.T) (cli, proxied *clientv3.Client) {
+	t.Helper()
+	e := etcdtest.Embedded(t)
+	p := etcdtest.StartGRPCProxy(t, etcdtest.EtcdBinary(t), e.Endpoints())
+	return e.Client(t), p.Client(t)
+}
+
+func put(t *testing.T, cli *clientv3.Client, key, val string) int64 {
+	t.Helper()
+	resp, err := cli.Put(ctxT(t), key, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// TestSyncerBehindProxyQuietPrefix: the gRPC proxy does not forward
+// progress requests, so a watch on a quiet prefix hears nothing while
+// etcd's revision moves on with writes elsewhere. That is no stall: the
+// syncer must stay ready without tearing its watch down, and the next
+// write under the prefix must arrive as usual.
+func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: time.Second})
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	// Creates, an update and a delete arrive through the watch (the
+	// syncer's key count follows them; the checks below rely on it).
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	put(t, cli, DefaultPrefix+"apps/acme/tmp", `{}`)
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{"flycast":"fdaa:0:18:0:ffff::1"}`)
+	if _, err := cli.Delete(ctxT(t), DefaultPrefix+"apps/acme/tmp"); err != nil {
+		t.Fatal(err)
+	}
+	waitMatchesEtcd(t, cli, s)
+
+	// Four stall timeouts of writes outside the prefix only.
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		put(t, cli, "/elsewhere/key", time.Now().String())
+		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+			t.Fatalf("quiet prefix behind the proxy, busy etcd: %+v", st)
+		}
+	}
+	put(t, cli, DefaultPrefix+"apps/acme/api", `{}`)
+	waitMatchesEtcd(t, cli, s)
+	if st := sy.Status(); !st.Ready || st.Loads != 1 || st.WatchRestarts != 0 {
+		t.Errorf("status %+v", st)
+	}
+	// The watchdog checked the prefix: 1 s and 3 s into the quiet.
+	if n := sy.prefixChecks.Load(); n == 0 || n > 4 {
+		t.Errorf("%d checks of the prefix during 4 s of quiet, want 1 to 4 (backing off from 1 s)", n)
+	}
+}
+
+// TestSyncerBehindProxyPeriodicProgress: an etcd cluster set to send
+// progress notifications unasked more often than the stall timeout (a
+// deployment setting, docs/proxy.md) keeps a quiet watch behind the proxy
+// alive without any check of the prefix.
+func TestSyncerBehindProxyPeriodicProgress(t *testing.T) {
+	bin := etcdtest.EtcdBinary(t)
+	c := etcdtest.ClusterOf(t, 1, bin, etcdtest.ProgressNotifyFlag(t, bin, 300*time.Millisecond))
+	p := etcdtest.StartGRPCProxy(t, bin, c.Endpoints())
+	cli, proxied := c.Client(t), p.Client(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	// A stall timeout ten times the notification interval: a loaded test
+	// machine may delay a notification, not by seconds.
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 3 * time.Second})
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		put(t, cli, "/elsewhere/key", time.Now().String())
+		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+			t.Fatalf("quiet prefix behind the proxy, progress every 300 ms: %+v", st)
+		}
+	}
+	if n := sy.prefixChecks.Load(); n != 0 {
+		t.Errorf("%d checks of the prefix, want none: etcd's own progress notifications came through the proxy", n)
+	}
+	if rev, now := s.Revision(), etcdRevision(t, cli); rev < now-10 {
+		t.Errorf("snapshot at revision %d, etcd at %d: progress notifications did not move it", rev, now)
+	}
+}
+
+// stuckWatcher passes a real watch through until stuck is set, and from
+// then on swallows every response of the first watch opened: a watch that
+// stays open and says nothing, while reads still work.
+type stuckWatcher struct {
+	clientv3.Watcher
+	opened atomic.Int32
+	stuck  atomic.Bool
+}
+
+func (w *stuckWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	in := w.Watcher.Watch(ctx, key, opts...)
+	first := w.opened.Add(1) == 1
+	out := make(chan clientv3.WatchResponse)
+	go func() {
+		defer close(out)
+		for r := range in {
+			if first && w.stuck.Load() {
+				continue
+			}
+			select {
+			case out <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// TestSyncerBehindProxyStuckWatch: a watch behind the proxy that stops
+// delivering while changes are made under the prefix is found out by the
+// prefix check (no progress notification could tell) and restarted, and
+// the changes arrive through the new watch.
+func TestSyncerBehindProxyStuckWatch(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	sw := &stuckWatcher{Watcher: proxied.Watcher}
+	proxied.Watcher = sw
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond})
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	sw.stuck.Store(true)
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	waitMatchesEtcd(t, cli, s)
+	st := sy.Status()
+	if st.WatchRestarts != 1 || st.Loads != 1 || !strings.Contains(st.LastError, "keys under the prefix changed") {
+		t.Errorf("after a stuck watch: %+v, want one watch restart for changes under the prefix, no second load", st)
+	}
+	waitFor(t, "ready again", func() bool { return sy.Status().Ready })
+}
+
+// TestSyncerBehindProxyResumeBecomesReady: a syncer resumes from a snapshot
+// (as from a local copy or after a watch error) through the proxy. The
+// history it replays ends with writes outside the prefix, so no event
+// reaches etcd's revision, and no progress notification comes: readiness
+// must still come, without a full load.
+func TestSyncerBehindProxyResumeBecomesReady(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	cfg := SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond}
+	first := startSyncer(t, cfg)
+	waitFor(t, "ready", func() bool { return first.Status().Ready })
+	first.stop(t)
+
+	web := put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	for i := range 5 {
+		put(t, cli, "/elsewhere/key", fmt.Sprint(i))
+	}
+	sy := startSyncer(t, cfg)
+	waitFor(t, "ready after resuming through the proxy", func() bool { return sy.Status().Ready })
+	if st := sy.Status(); st.Loads != 0 || st.Revision < web || s.Snapshot().Org("acme").App("web") == nil {
+		t.Errorf("resumed: %+v, app web: %v", st, s.Snapshot().Org("acme").App("web"))
+	}
+	waitMatchesEtcd(t, cli, s)
+}
+
+// TestPrefixUnchangedSince: the check behind a quiet watch sees writes,
+// deletes and creates under the prefix since a revision, ignores writes
+// elsewhere, and takes a key created and deleted again for no change —
+// directly and through the proxy, with etcd 3.7 and with Debian's 3.4.
+func TestPrefixUnchangedSince(t *testing.T) {
+	t.Run("etcd3.7", func(t *testing.T) {
+		cli, proxied := behindProxy(t)
+		testPrefixUnchangedSince(t, cli, proxied)
+	})
+	t.Run("etcd3.4", func(t *testing.T) {
+		bin := debianEtcd(t)
+		c := etcdtest.ClusterOf(t, 1, bin)
+		p := etcdtest.StartGRPCProxy(t, bin, c.Endpoints())
+		testPrefixUnchangedSince(t, c.Client(t), p.Client(t))
+	})
+}
+
+// debianEtcd is Debian's etcd 3.4 server; without it the test is skipped,
+// or fails under CI=true (scripts/test.sh installs it).
+func debianEtcd(t *testing.T) string {
+	const bin = "/usr/bin/etcd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s: %v (CI=true, so this is an error): scripts/test.sh installs Debian's etcd-server", bin, err)
+		}
+		t.Skipf("%s: %v; install Debian's etcd-server (scripts/test.sh does)", bin, err)
+	}
+	return bin
+}
+
+func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
+	for name, c := range map[string]*clientv3.Client{"direct": cli, "proxy": proxied} {
+		p := fmt.Sprintf("/check-%s/", name)
+		sy := NewSyncer(SyncerConfig{Client: c, Prefix: p, Store: NewStore(p)})
+		// Each check reads the count at rev from etcd (the syncer keeps
+		// none: no load, no watch), then again with the count it learnt.
+		check := func(rev int64, want bool, what string) {
+			t.Helper()
+			for _, known := range []bool{false, true} {
+				if !known {
+					sy.keyCount = -1
+				}
+				got, now, err := sy.prefixUnchangedSince(t.Context(), rev)
+				if err != nil || got != want || now < rev {
+					t.Errorf("%s: %s (count known: %v): unchanged since %d = %v (now %d, %v), want %v", name, what, known, rev, got, now, err, want)
+				}
+			}
+		}
+		put(t, cli, p+"a", "1")
+		r := put(t, cli, p+"b", "1")
+		check(r, true, "nothing since")
+		r2 := put(t, cli, "/elsewhere/"+name, "1")
+		check(r, true, "a write elsewhere")
+		put(t, cli, p+"a", "2")
+		check(r2, false, "a key rewritten")
+		r = put(t, cli, p+"c", "1")
+		if _, err := cli.Delete(ctxT(t), p+"a"); err != nil {
+			t.Fatal(err)
+		}
+		check(r, false, "a key deleted")
+		r = put(t, cli, "/elsewhere/"+name, "2")
+		put(t, cli, p+"d", "1")
+		check(r, false, "a key created")
+		r = put(t, cli, "/elsewhere/"+name, "3")
+		put(t, cli, p+"e", "1")
+		if _, err := cli.Delete(ctxT(t), p+"e"); err != nil {
+			t.Fatal(err)
+		}
+		check(r, true, "a key created and deleted again")
+		// Compacted past rev: the count the syncer keeps still answers.
+		r = put(t, cli, "/elsewhere/"+name, "4")
+		sy.keyCount = -1
+		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
+			t.Fatalf("%s: unchanged since %d = %v, %v", name, r, ok, err)
+		}
+		put(t, cli, "/elsewhere/"+name, "5")
+		if _, err := cli.Compact(ctxT(t), etcdRevision(t, cli)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
+			t.Errorf("%s: compacted past %d, count kept: unchanged = %v, %v; want true", name, r, ok, err)
+		}
+		sy.keyCount = -1
+		if _, _, err := sy.prefixUnchangedSince(t.Context(), r); !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Errorf("%s: compacted past %d, no count kept: error %v, want %v", name, r, err, rpctypes.ErrCompacted)
+		}
+	}
+}
+
+// TestSyncerPacedLoad: with LoadRate a full load reads in pages of at most
+// that many keys and takes at least keys/rate, minus the first page.
+func TestSyncerPacedLoad(t *testing.T) {
+	e := etcdtest.Embedded(t)
+	cli := e.Client(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	ops := make([]clientv3.Op, 0, 100)
+	for i := range 1999 {
+		v := fmt.Sprintf(`{"region":"ams","ip":"fdaa:0:18:1:%x::2","state":"started"}`, i)
+		ops = append(ops, clientv3.OpPut(DefaultPrefix+fmt.Sprintf("machines/acme/app%d/%x", i%7, i), v))
+		if len(ops) == 100 || i == 1998 {
+			if _, err := cli.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	s := NewStore(DefaultPrefix)
+	start := time.Now()
+	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, LoadRate: 1000})
+	waitFor(t, "loaded", func() bool { return s.Snapshot() != nil })
+	took := time.Since(start)
+	if n := machineCount(s.Snapshot()); n != 1999 {
+		t.Fatalf("loaded %d machines, want 1999", n)
+	}
+	// 2000 keys at 1000 a second: the second page waits until 1 s, a
+	// lower bound that no slow machine can break.
+	if took < time.Second {
+		t.Errorf("paced load of 2000 keys at 1000 keys/s took %v, want at least 1s", took)
+	}
+	t.Logf("paced load of 2000 keys at 1000 keys/s took %v; status %+v", took.Round(time.Millisecond), sy.Status())
+}
+
+func TestPaceDelay(t *testing.T) {
+	for _, tc := range []struct {
+		rate, keys int
+		elapsed    time.Duration
+		want       time.Duration
+	}{
+		{0, 1000000, 0, 0},
+		{1000, 1000, 0, time.Second},
+		{1000, 1000, 400 * time.Millisecond, 600 * time.Millisecond},
+		{1000, 1000, 2 * time.Second, 0},
+		{50000, 150000, time.Second, 2 * time.Second},
+	} {
+		if got := paceDelay(tc.rate, tc.keys, tc.elapsed); got != tc.want {
+			t.Errorf("paceDelay(%d, %d, %v) = %v, want %v", tc.rate, tc.keys, tc.elapsed, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkPrefixCheck measures what the watchdog's check of a quiet
+// prefix costs (one transaction: the count at the snapshot's revision, and
+// the last-written key now), next to the one-key read of etcd's revision it
+// makes every tick, on an embedded etcd 3.7 holding keys registry keys.
+// Client and server share the process, so ns/op is etcd's work plus a
+// loopback round trip.
+func BenchmarkPrefixCheck(b *testing.B) {
+	for _, keys := range []int{10000, 100000} {
+		e := etcdtest.Embedded(b)
+		cli := e.Client(b)
+		evs, _ := benchRegistry(keys/1000, 20, 50)
+		ops := make([]clientv3.Op, 0, 128) // etcd's default --max-txn-ops
+		for i, ev := range evs {
+			ops = append(ops, clientv3.OpPut(ev.Key, string(ev.Value)))
+			if len(ops) == cap(ops) || i == len(evs)-1 {
+				if _, err := cli.Txn(b.Context()).Then(ops...).Commit(); err != nil {
+					b.Fatal(err)
+				}
+				ops = ops[:0]
+			}
+		}
+		sy := NewSyncer(SyncerConfig{Client: cli, Prefix: DefaultPrefix, Store: NewStore(DefaultPrefix)})
+		rev, err := sy.etcdRevision(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("keys=%d/prefix", len(evs)), func(b *testing.B) {
+			for b.Loop() {
+				if ok, _, err := sy.prefixUnchangedSince(b.Context(), rev); err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("keys=%d/revision", len(evs)), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sy.etcdRevision(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		e.Close()
+	}
+}
