@@ -5,11 +5,16 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/meshdns/meshdns/internal/etcdtest"
 )
 
 // Protocol corners (issue #12 item 4), each asked over real UDP (the
@@ -355,6 +360,43 @@ func TestListCutReported(t *testing.T) {
 		for _, c := range got {
 			if c != tc.cut {
 				t.Fatalf("%s over %s (EDNS %d): ListCut %v, want %v", tc.name, tc.tr, tc.edns, c, tc.cut)
+			}
+		}
+	}
+}
+
+// TestDigCorners asks the real dig: a query signed with a key meshdns
+// cannot know gets NOTAUTH with a BADKEY TSIG (dig: "tsig indicates
+// error"), over UDP and TCP; an unknown opcode gets NOTIMP that repeats
+// the question and carries an OPT.
+func TestDigCorners(t *testing.T) {
+	dig := etcdtest.RequireTool(t, "dig")
+	s := newTestServer(t, testRegistry(0), "acme")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	port := strconv.Itoa(s.Addrs()[0].(*net.UDPAddr).Port)
+	run := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"@127.0.0.1", "-p", port, "+tries=1", "+time=2"}, args...)
+		out, err := exec.Command(dig, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for _, tr := range []string{"+notcp", "+tcp"} {
+		out := run(tr, "-y", "hmac-sha256:unknown-key:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "web.internal", "AAAA")
+		for _, want := range []string{"status: NOTAUTH", "ANSWER: 0", "tsig indicates error", "unknown-key.", "hmac-sha256.", "BADKEY"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("dig %s -y: no %q in\n%s", tr, want, out)
+			}
+		}
+		out = run(tr, "+opcode=3", "web.internal", "AAAA")
+		for _, want := range []string{"status: NOTIMP", "QUERY: 1", "EDNS: version: 0", ";web.internal.\t\t\tIN\tAAAA"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("dig %s +opcode=3: no %q in\n%s", tr, want, out)
 			}
 		}
 	}
