@@ -4,7 +4,8 @@ import "github.com/miekg/dns"
 
 // edns works out the reply's OPT record and size limit (RFC 6891). rcode
 // is BADVERS for an EDNS version above 0 and FORMERR for a malformed
-// COOKIE option (RFC 7873), else success. Of the options the client sent
+// COOKIE option (RFC 7873) or a malformed OPT (two of them, or one not
+// owned by the root: RFC 6891 §6.1.1), else success. Of the options the client sent
 // only COOKIE is answered (cookie.go); the others are never echoed, as we
 // implement none of them.
 func (s *Server) edns(req *dns.Msg, q Query) (opt *dns.OPT, size int, rcode int) {
@@ -12,7 +13,7 @@ func (s *Server) edns(req *dns.Msg, q Query) (opt *dns.OPT, size int, rcode int)
 	if q.Transport == TCP {
 		size = maxTCPSize
 	}
-	in := req.IsEdns0()
+	in, nOPT := req.IsEdns0(), 0
 	if in == nil {
 		return nil, size, dns.RcodeSuccess
 	}
@@ -23,6 +24,20 @@ func (s *Server) edns(req *dns.Msg, q Query) (opt *dns.OPT, size int, rcode int)
 	opt.SetUDPSize(ours)
 	if in.Do() {
 		opt.SetDo()
+	}
+	for _, rr := range req.Extra {
+		if h := rr.Header(); h.Rrtype == dns.TypeOPT {
+			nOPT++
+			if h.Name != "." {
+				nOPT = 2 // an OPT owned by another name is as bad as a second one
+			}
+		}
+	}
+	if nOPT > 1 {
+		// RFC 6891 §6.1.1: more than one OPT, or one whose owner is not
+		// the root, is FORMERR. The query had an OPT, so the reply has
+		// ours (§7), without any option.
+		return opt, size, dns.RcodeFormatError
 	}
 	if in.Version() != 0 {
 		return opt, size, dns.RcodeBadVers

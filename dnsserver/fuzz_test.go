@@ -36,6 +36,12 @@ func FuzzHandlePacket(f *testing.F) {
 	for _, c := range []string{"0102030405060708", "01020304050607", "0102030405060708" + "0100000000000000aabbccddeeff0011"} {
 		f.Add(pack(f, cookieQuery("web.internal.", c)), false)
 	}
+	// The protocol corners (corners_test.go): IXFR with an SOA, unknown
+	// opcodes, TSIG, duplicate and misplaced OPTs.
+	for _, c := range corners() {
+		f.Add(c.raw(f), false)
+		f.Add(c.raw(f), true)
+	}
 	s := newTestServer(f, testRegistry(300), "")
 	f.Fuzz(func(t *testing.T, raw []byte, tcp bool) {
 		tr := UDP
@@ -98,6 +104,9 @@ func FuzzCachedPath(f *testing.F) {
 	// Cookies: a client's alone, with a server cookie (not ours), malformed.
 	for _, c := range []string{"0102030405060708", "0102030405060708" + "0100000000000000aabbccddeeff0011", "010203"} {
 		f.Add(pack(f, cookieQuery("web.internal.", c)))
+	}
+	for _, c := range corners() {
+		f.Add(c.raw(f))
 	}
 	s := newTestServer(f, testRegistry(300), "")
 	s.clock.close() // server cookies carry the time: both paths see the same

@@ -42,6 +42,9 @@ type QueryInfo struct {
 	// FailOpen is set when the answer holds every started machine of a
 	// name because none of them is healthy (SPEC §5).
 	FailOpen bool
+	// ListCut is set when the answer is a TXT list (_instances, vms.<app>,
+	// ...) cut at zones.MaxListText bytes after its last whole entry.
+	ListCut bool
 }
 
 // Observer is told about every query the server answers. It is called on

@@ -98,17 +98,56 @@ func (s *Server) observe(info QueryInfo, start time.Time) {
 	}
 }
 
-// headerOnlyReply answers a message we could not parse with just a header:
-// same id and opcode, QR set, RD copied, no sections. It is never larger
-// than the request's header.
+// headerOnlyReply answers a message we could not parse with its header
+// and, when it parses, its one question: same id and opcode, QR set, RD
+// copied for QUERY (it is defined for no other opcode), no other records.
+// It is never larger than the request.
 func headerOnlyReply(raw []byte, rcode int) []byte {
-	out := make([]byte, 12)
-	copy(out[0:2], raw[0:2])
+	end := questionEnd(raw)
+	out := make([]byte, end)
+	copy(out, raw[:end])
 	in := binary.BigEndian.Uint16(raw[2:4])
 	const opcodeMask, rdBit = 0x7800, 0x0100
-	f := uint16(1<<15) | in&opcodeMask | in&rdBit | uint16(rcode&0xF)
+	f := uint16(1<<15) | in&opcodeMask | uint16(rcode&0xF)
+	if in&opcodeMask == 0 {
+		f |= in & rdBit
+	}
 	binary.BigEndian.PutUint16(out[2:4], f)
+	var qd uint16
+	if end > 12 {
+		qd = 1
+	}
+	binary.BigEndian.PutUint16(out[4:6], qd)
+	clear(out[6:12])
 	return out
+}
+
+// questionEnd is the offset just past the question of raw when it holds
+// exactly one, with an uncompressed name of at most 255 bytes; else 12
+// (the header alone).
+func questionEnd(raw []byte) int {
+	if len(raw) < 12 || binary.BigEndian.Uint16(raw[4:6]) != 1 {
+		return 12
+	}
+	off := 12
+	for {
+		if off >= len(raw) || off-12 >= 255 {
+			return 12
+		}
+		l := int(raw[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 {
+			return 12
+		}
+		off += 1 + l
+	}
+	if off-12 > 255 || off+4 > len(raw) {
+		return 12
+	}
+	return off + 4
 }
 
 // reply builds the answer to a parsed query.
@@ -119,6 +158,9 @@ func (s *Server) reply(req *dns.Msg, q Query) (*dns.Msg, QueryInfo) {
 	}
 	m := s.build(req, q, &info)
 	info.Rcode, info.Truncated = m.Rcode, m.Truncated
+	// A cut list that did not fit a UDP reply (TC) went nowhere: the
+	// client asks again over TCP, where it counts.
+	info.ListCut = info.ListCut && len(m.Answer) > 0
 	return m, info
 }
 
@@ -127,35 +169,46 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	m.Id = req.Id
 	m.Response = true
 	m.Opcode = req.Opcode
-	m.RecursionDesired = req.RecursionDesired
-	m.CheckingDisabled = req.CheckingDisabled
-	if req.Opcode != dns.OpcodeQuery {
-		m.Rcode = dns.RcodeNotImplemented
-		return m
+	if req.Opcode == dns.OpcodeQuery {
+		// RD and CD are defined for QUERY only (RFC 1035 §4.1.1, RFC 6840
+		// §5.9); a reply to another opcode leaves them clear.
+		m.RecursionDesired = req.RecursionDesired
+		m.CheckingDisabled = req.CheckingDisabled
 	}
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		return m
+	if len(req.Question) == 1 {
+		// Every reply, errors included, repeats a question that parsed.
+		m.Question = req.Question
 	}
-	m.Question = req.Question
+	// EDNS first (a malformed OPT is FORMERR, an unknown version BADVERS),
+	// then TSIG, then the opcode, as BIND and NSD order them. A query with
+	// an OPT gets ours whatever the rcode (RFC 6891 §7).
 	opt, size, rcode := s.edns(req, q)
-	if rcode != dns.RcodeSuccess {
-		// EDNS version we do not speak (BADVERS) or a malformed COOKIE
-		// option (FORMERR): our OPT, no answer.
-		m.Rcode = rcode
-		m.Extra = []dns.RR{opt}
-		return m
+	var tsig *dns.TSIG
+	if rcode == dns.RcodeSuccess {
+		tsig, rcode = badKey(req)
 	}
-	qn := req.Question[0]
 	switch {
-	case len(req.Answer) > 0 || len(req.Ns) > 0:
-		m.Rcode = dns.RcodeFormatError
-	case qn.Qclass != dns.ClassINET:
+	case rcode != dns.RcodeSuccess:
+		// BADVERS, NOTAUTH (TSIG), or FORMERR for a malformed OPT, COOKIE
+		// or TSIG: no answer.
+		m.Rcode = rcode
+	case req.Opcode != dns.OpcodeQuery:
 		m.Rcode = dns.RcodeNotImplemented
-	case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
-		m.Rcode = dns.RcodeRefused
+	case len(req.Question) != 1:
+		m.Rcode = dns.RcodeFormatError
 	default:
-		s.answer(m, req, q, info, size)
+		qn := req.Question[0]
+		switch {
+		case len(req.Answer) > 0 || len(req.Ns) > 0 && !ixfrAuthority(req):
+			m.Rcode = dns.RcodeFormatError
+		case qn.Qclass != dns.ClassINET:
+			m.Rcode = dns.RcodeNotImplemented
+		case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
+			// No zone transfers, full or incremental (docs/DECISIONS.md).
+			m.Rcode = dns.RcodeRefused
+		default:
+			s.answer(m, req, q, info, size)
+		}
 	}
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
@@ -176,7 +229,67 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 		// machines that do; there is nowhere better to retry.
 		m.Truncated = false
 	}
+	if tsig != nil {
+		// Last in the additional section (RFC 8945 §5.1). Over UDP a
+		// BADKEY reply that does not fit (long key and algorithm names
+		// without EDNS) goes without it, with TC: TCP has room.
+		m.Extra = append(m.Extra, tsig)
+		if q.Transport == UDP && m.Len() > size {
+			m.Extra = m.Extra[:len(m.Extra)-1]
+			m.Truncated = true
+		}
+	}
 	return m
+}
+
+// ixfrAuthority reports whether req is an IXFR query whose authority
+// section holds only the client's SOA, as RFC 1995 §3 has clients send it:
+// such a query is well formed (and refused), not FORMERR.
+func ixfrAuthority(req *dns.Msg) bool {
+	if req.Question[0].Qtype != dns.TypeIXFR {
+		return false
+	}
+	for _, rr := range req.Ns {
+		if rr.Header().Rrtype != dns.TypeSOA {
+			return false
+		}
+	}
+	return true
+}
+
+// badKey answers a TSIG-signed query. meshdns holds no TSIG keys, so every
+// key is unknown: RFC 8945 §5.2.2 asks for NOTAUTH with an unsigned TSIG
+// record carrying error BADKEY, and §5.3.2 for an empty MAC. The record
+// echoes the key name, algorithm, time signed, fudge and original ID of
+// the query's TSIG, as NSD does. A TSIG that is not the last record, a
+// second one, or one without RDATA is FORMERR (§5.1). A query without
+// TSIG gets nil and success.
+func badKey(req *dns.Msg) (*dns.TSIG, int) {
+	var in *dns.TSIG
+	for i, rr := range req.Extra {
+		if t, ok := rr.(*dns.TSIG); ok {
+			if i != len(req.Extra)-1 {
+				return nil, dns.RcodeFormatError
+			}
+			in = t
+		}
+	}
+	if in == nil {
+		return nil, dns.RcodeSuccess
+	}
+	if in.Algorithm == "" || !dns.IsFqdn(in.Algorithm) {
+		// No RDATA (miekg/dns unpacks an empty one as zero values): not a
+		// TSIG record we could echo.
+		return nil, dns.RcodeFormatError
+	}
+	return &dns.TSIG{
+		Hdr:        dns.RR_Header{Name: in.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm:  in.Algorithm,
+		TimeSigned: in.TimeSigned,
+		Fudge:      in.Fudge,
+		OrigId:     in.OrigId,
+		Error:      dns.RcodeBadKey,
+	}, dns.RcodeNotAuth
 }
 
 // answer fills in the answer to one IN-class question, for a reply of at
@@ -212,6 +325,7 @@ func (s *Server) answer(m *dns.Msg, req *dns.Msg, q Query, info *QueryInfo, size
 	m.Ns = res.Ns
 	m.Extra = append(m.Extra, res.Extra...)
 	info.FailOpen = res.FailOpen
+	info.ListCut = res.ListCut
 }
 
 // forward answers a name outside our zones from the upstream resolvers, or

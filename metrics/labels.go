@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/miekg/dns"
+import (
+	"strings"
+
+	"github.com/miekg/dns"
+)
 
 // qtypeLabels are the query types counted by name; everything else is
 // "other". The last index is "other".
@@ -15,7 +19,7 @@ var qtypeLabels = []uint16{
 var rcodeLabels = []int{
 	dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure,
 	dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused,
-	dns.RcodeBadVers,
+	dns.RcodeBadVers, dns.RcodeNotAuth,
 }
 
 const otherLabel = "other"
@@ -49,5 +53,45 @@ func rcodeName(i int) string {
 	if i == len(rcodeLabels) {
 		return otherLabel
 	}
+	if rc := rcodeLabels[i]; rc == dns.RcodeBadVers {
+		// 16 is BADVERS as a message's rcode (RFC 6891: it needs the
+		// OPT's extended rcode bits, and every reply carrying it has an
+		// OPT) and BADSIG only as a TSIG record's error field (RFC 8945),
+		// which is never a message's rcode. miekg/dns names 16 BADSIG.
+		return "BADVERS"
+	}
 	return dns.RcodeToString[rcodeLabels[i]]
+}
+
+// listLabels are the TXT lists whose cut answers are counted by name, the
+// "list" label: the name's first label, after "all." for the all. forms.
+var listLabels = []string{"_apps", "_peer", "_instances", "vms", "regions", "checks"}
+
+// listIndex is the index in listLabels of the list name names (a question
+// name such as "all._instances.internal."), len(listLabels) for "other".
+// It allocates nothing.
+func listIndex(name string) int {
+	first := func(n string) (string, string) {
+		if i := strings.IndexByte(n, '.'); i >= 0 {
+			return n[:i], n[i+1:]
+		}
+		return n, ""
+	}
+	l, rest := first(name)
+	if strings.EqualFold(l, "all") {
+		l, _ = first(rest)
+	}
+	for i, want := range listLabels {
+		if strings.EqualFold(l, want) {
+			return i
+		}
+	}
+	return len(listLabels)
+}
+
+func listName(i int) string {
+	if i == len(listLabels) {
+		return otherLabel
+	}
+	return listLabels[i]
 }

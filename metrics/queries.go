@@ -29,6 +29,7 @@ type queryMetrics struct {
 	duration  [2][]prometheus.Observer          // [transport][source]
 	truncated [2]prometheus.Counter
 	failOpen  prometheus.Counter
+	listCut   []prometheus.Counter // [listIndex]
 	forwarded *prometheus.CounterVec
 	fwdByRc   []atomic.Pointer[counterRef]
 	cache     hitCounters
@@ -63,7 +64,13 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 		"transport")
 	m.failOpen = prometheus.NewCounter(counterOpts("dns", "fail_open_answers_total",
 		"Health-aware answers that hold every started machine of the name because none of them is healthy (SPEC §5: fail open)."))
-	reg.MustRegister(m.forwarded, &queryCollector{m: m, inner: []prometheus.Collector{m.requests, m.cache.hits, m.cache.misses, dur, trunc, m.failOpen}})
+	cut := newCounterVec("dns", "list_answers_cut_total",
+		"TXT list answers (_instances, vms.<app>, ...) longer than 64,000 bytes, cut after the last whole entry that fits, by list.",
+		"list")
+	for i := range len(listLabels) + 1 {
+		m.listCut = append(m.listCut, cut.WithLabelValues(listName(i)))
+	}
+	reg.MustRegister(m.forwarded, &queryCollector{m: m, inner: []prometheus.Collector{m.requests, m.cache.hits, m.cache.misses, dur, trunc, m.failOpen, cut}})
 
 	m.table = make([][][2]atomic.Pointer[counterRef], len(qtypeLabels)+1)
 	for i := range m.table {
@@ -93,6 +100,9 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 	qi, ri := qtypeIndex(q.Qtype), rcodeIndex(q.Rcode)
 	if q.FailOpen {
 		m.failOpen.Inc() // rare: every started machine of a name critical
+	}
+	if q.ListCut {
+		m.listCut[listIndex(q.Name)].Inc() // rare: a list over 64,000 bytes
 	}
 	if q.Cached && !q.Forwarded && tr == 0 {
 		m.lane.observe(q.Worker, qi, ri, q.Duration, q.Truncated)

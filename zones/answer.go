@@ -170,12 +170,17 @@ func (r *responder) asks(rrtype uint16) (ok bool, res Result) {
 
 // text answers a TXT name that exists: one record. The text is built only
 // when a TXT question asks for it; a list too long for any DNS message is
-// cut after the last whole entry (entries end at sep) that fits.
+// cut after the last whole entry (entries end at sep) that fits, and the
+// Result says so (ListCut).
 func (r *responder) text(sep byte, build func() string) Result {
 	if ok, res := r.asks(dns.TypeTXT); !ok {
 		return res
 	}
-	return r.positive(txtRecord(r.q.Name, r.cfg.TTL, capList(build(), sep)))
+	text := build()
+	capped := capList(text, sep)
+	res := r.positive(txtRecord(r.q.Name, r.cfg.TTL, capped))
+	res.ListCut = len(capped) < len(text)
+	return res
 }
 
 // machines answers an AAAA name that stands for the started machines of

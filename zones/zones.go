@@ -90,4 +90,7 @@ type Result struct {
 	// FailOpen is set when the name has started machines but none is
 	// healthy, so the answer holds all its started machines (SPEC §5).
 	FailOpen bool
+	// ListCut is set when the answer is a TXT list longer than
+	// MaxListText, cut after the last whole entry that fits.
+	ListCut bool
 }
