@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -359,6 +360,7 @@ func (st *state) buildOrg(name string, prev *Org, d *orgDirty, gen *uint64, now 
 	}
 	*gen++
 	o := &Org{Name: name, Network: network, Claim: os.claim, Gen: *gen, Serial: uint32(now.Unix())}
+	o.addrIdx = new(atomic.Pointer[addrIndex])
 	if was != nil && was.Serial >= o.Serial {
 		o.Serial = was.Serial + 1
 	}
