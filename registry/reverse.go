@@ -1,7 +1,8 @@
 package registry
 
 import (
-	"bytes"
+	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 )
@@ -18,7 +19,7 @@ import (
 
 // addrIndex is every address of one org version, sorted.
 type addrIndex struct {
-	sorted  [][16]byte          // machines, peers, flycasts, <network>::3; unique
+	sorted  []u128              // machines, peers, flycasts, <network>::3; unique
 	flycast map[netip.Addr]*App // an app's flycast address → the app
 }
 
@@ -30,9 +31,9 @@ func (o *Org) addrs() *addrIndex {
 			return x
 		}
 	}
-	x := &addrIndex{sorted: make([][16]byte, 0, o.owners.Len()+o.apps.Len()+1)}
+	x := &addrIndex{sorted: make([]u128, 0, o.owners.Len()+o.apps.Len()+1)}
 	o.owners.Range(func(a netip.Addr, _ Owner) bool {
-		x.sorted = append(x.sorted, a.As16())
+		x.sorted = append(x.sorted, u128Of(a.As16()))
 		return true
 	})
 	o.apps.Range(func(_ string, app *App) bool {
@@ -41,14 +42,14 @@ func (o *Org) addrs() *addrIndex {
 				x.flycast = map[netip.Addr]*App{}
 			}
 			x.flycast[app.Flycast] = app
-			x.sorted = append(x.sorted, app.Flycast.As16())
+			x.sorted = append(x.sorted, u128Of(app.Flycast.As16()))
 		}
 		return true
 	})
 	if o.Network.IsValid() {
-		x.sorted = append(x.sorted, o.APIAddr().As16())
+		x.sorted = append(x.sorted, u128Of(o.APIAddr().As16()))
 	}
-	slices.SortFunc(x.sorted, compare16)
+	slices.SortFunc(x.sorted, compareU128)
 	x.sorted = slices.Compact(x.sorted)
 	if o.addrIdx != nil {
 		o.addrIdx.Store(x)
@@ -56,7 +57,20 @@ func (o *Org) addrs() *addrIndex {
 	return x
 }
 
-func compare16(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }
+// u128 is an address as two big-endian halves: sorting compares two
+// integers instead of 16 bytes.
+type u128 struct{ hi, lo uint64 }
+
+func u128Of(b [16]byte) u128 {
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func compareU128(a, b u128) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lo, b.lo)
+}
 
 // FlycastApp returns the app whose flycast address is a, or nil.
 func (o *Org) FlycastApp(a netip.Addr) *App { return o.addrs().flycast[a] }
@@ -67,20 +81,25 @@ func (o *Org) FlycastApp(a netip.Addr) *App { return o.addrs().flycast[a] }
 // prefix; the rest of prefix is ignored. nibbles is clamped to 0..32.
 func (o *Org) HasAddrUnder(prefix [16]byte, nibbles int) bool {
 	nibbles = min(max(nibbles, 0), 32)
-	lo := maskNibbles(prefix, nibbles)
+	lo := maskNibbles(u128Of(prefix), nibbles)
 	s := o.addrs().sorted
 	// The first address at or after the prefix's lowest address holds the
 	// prefix if any does.
-	i, _ := slices.BinarySearchFunc(s, lo, compare16)
+	i, _ := slices.BinarySearchFunc(s, lo, compareU128)
 	return i < len(s) && maskNibbles(s[i], nibbles) == lo
 }
 
-// maskNibbles keeps the first n nibbles of a and zeroes the rest.
-func maskNibbles(a [16]byte, n int) [16]byte {
-	var out [16]byte
-	copy(out[:n/2], a[:n/2])
-	if n%2 == 1 {
-		out[n/2] = a[n/2] & 0xf0
+// maskNibbles keeps the first n (0..32) nibbles of a and zeroes the rest.
+func maskNibbles(a u128, n int) u128 {
+	switch {
+	case n == 0:
+		return u128{}
+	case n < 16:
+		return u128{hi: a.hi &^ (^uint64(0) >> (4 * n))}
+	case n == 16:
+		return u128{hi: a.hi}
+	case n < 32:
+		return u128{hi: a.hi, lo: a.lo &^ (^uint64(0) >> (4 * (n - 16)))}
 	}
-	return out
+	return a
 }
