@@ -203,6 +203,11 @@ peers/acme/alice {"ip":"fdaa:0:18:a7b:9::2"}
 			for _, tr := range []Transport{UDP, TCP} {
 				x := with.HandlePacket(Query{Raw: a, Src: acmeSrc, Transport: tr})
 				y := without.HandlePacket(Query{Raw: b, Src: acmeSrc, Transport: tr})
+				// Not vacuously equal: an authoritative NXDOMAIN with the SOA.
+				var r dns.Msg
+				if err := r.Unpack(x); err != nil || r.Rcode != dns.RcodeNameError || !r.Authoritative || len(r.Ns) != 1 {
+					t.Errorf("%s %s over %s: want an authoritative NXDOMAIN with the SOA, got %s", name, dns.TypeToString[qt], tr, show(x))
+				}
 				if !sameButID(x, y) {
 					t.Errorf("%s %s over %s: another org's\n%x\nnobody's\n%x", name, dns.TypeToString[qt], tr, x, y)
 				}
@@ -227,6 +232,9 @@ peers/acme/alice {"ip":"fdaa:0:18:a7b:9::2"}
 		qa.Id, qb.Id = 7, 8
 		x := with.HandlePacket(Query{Raw: pack(t, qa), Src: acmeSrc, Transport: UDP})
 		y := with.HandlePacket(Query{Raw: pack(t, qb), Src: acmeSrc, Transport: UDP})
+		if r := new(dns.Msg); r.Unpack(x) != nil || r.Rcode != dns.RcodeNameError || !r.Authoritative {
+			t.Errorf("PTR %s: want an authoritative NXDOMAIN, got %s", pair[0], show(x))
+		}
 		qEnd := 12 + len(rev(t, pair[0])) + 1
 		if len(x) != len(y) || len(x) < qEnd || !bytes.Equal(x[2:12], y[2:12]) || !bytes.Equal(x[qEnd:], y[qEnd:]) {
 			t.Errorf("PTR %s (another org's) and %s (nobody's) differ beyond the id and question:\n%s\n%s", pair[0], pair[1], show(x), show(y))
