@@ -22,8 +22,8 @@ import (
 //     depends on that app's *registry.App, which is replaced only when the
 //     app changes — a change to another app leaves it valid;
 //   - answers that carry the zone's SOA (negative answers, SOA queries) and
-//     answers about the whole org (_apps, _instances, _peer...) depend on the
-//     org's generation;
+//     answers about the whole org (_apps, _instances, _peer..., reverse
+//     names) depend on the org's generation;
 //   - AAAA and SRV answers are ordered for the asker, so their key holds the asker's
 //     address and region, and they depend on the registry's region table;
 //   - every entry depends on the server's settings (TTLs).

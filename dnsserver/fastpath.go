@@ -52,7 +52,24 @@ var (
 	zoneInternal = []byte("internal")
 	zoneFlycast  = []byte("flycast")
 	whoamiName   = []byte("\x07_whoami\x08internal\x00")
+	// reverseApex is the reverse zone a.a.d.f.ip6.arpa. (fdaa::/16) as a
+	// lowered wire name.
+	reverseApex = []byte("\x01a\x01a\x01d\x01f\x03ip6\x04arpa\x00")
 )
+
+// inReverseZone reports whether a lowered wire name lies in the reverse
+// zone (its apex included): it ends with reverseApex at a label boundary.
+func inReverseZone(name []byte) bool {
+	start := len(name) - len(reverseApex)
+	if start < 0 || !bytes.Equal(name[start:], reverseApex) {
+		return false
+	}
+	off := 0
+	for off < start {
+		off += 1 + int(name[off])
+	}
+	return off == start
+}
 
 // handle answers one UDP query, from the cache when it can. It returns nil
 // when no reply is due. The returned slice is reused by the next call.
@@ -79,7 +96,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	}
 	name := w.lower[:wq.nameLen]
 	zone := name[wq.zoneStart:wq.zoneEnd]
-	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast)
+	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast) || inReverseZone(name)
 	if !inZone && w.conn != nil && s.cfg.Load().Forwarder != nil {
 		// Forwarding waits on an upstream: never in this worker.
 		return w.forwardAsync(raw, src, dst)
@@ -208,9 +225,10 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		e.regions = regionsID(snap)
 	}
 	// Positive answers under an app depend on that app alone; everything
-	// that carries the SOA or speaks for the whole org on the org.
+	// that carries the SOA or speaks for the whole org on the org, reverse
+	// names too (an address may move between apps and peers; "ip6" is no app).
 	appLabel := name[wq.appStart:wq.appEnd]
-	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' {
+	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' && !inReverseZone(name) {
 		e.app = org.App(string(appLabel))
 	}
 	w.cache.put(w.key, e, cfg.AnswerCacheBytes, int(s.workers.Load()))

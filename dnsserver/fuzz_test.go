@@ -24,6 +24,9 @@ func FuzzHandlePacket(f *testing.F) {
 		{"top3.nearest.of.web.internal.", dns.TypeAAAA, 0},
 		{"x.vm.web.internal.", dns.TypeANY, 0},
 		{"example.com.", dns.TypeA, 0},
+		{"2.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.b.7.a.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR, 0},
+		{"8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR, 1232},
+		{"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", dns.TypePTR, 0},
 	} {
 		m := query(q.name, q.qtype)
 		if q.edns != 0 {
@@ -93,6 +96,9 @@ func FuzzCachedPath(f *testing.F) {
 		{"nope.internal.", dns.TypeAAAA, 4096},
 		{"internal.", dns.TypeSOA, 0},
 		{"0a01.vm.web.internal.", dns.TypeANY, 0},
+		{"2.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.b.7.A.0.8.1.0.0.0.0.0.0.A.a.d.f.ip6.arpa.", dns.TypePTR, 0},
+		{"2.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.b.7.a.0.9.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR, 1232},
+		{"a.a.d.f.ip6.arpa.", dns.TypeSOA, 0},
 	} {
 		m := query(q.name, q.qtype)
 		if q.edns != 0 {

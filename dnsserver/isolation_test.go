@@ -37,6 +37,11 @@ import (
 //     included, through the warm caches too; a change to A moves A's serial;
 //     Machines carry random health checks and services (SPEC §5): the
 //     health-aware AAAA names, checks.<app> TXT and SRV are asked too.
+//     Reverse names (SPEC §5, a.a.d.f.ip6.arpa.) are asked for every
+//     address of every org (machines in any state, peers, flycast,
+//     <network>::3), for nibble prefixes on the way to them, and for
+//     addresses nobody holds: another org's address must answer exactly as
+//     an unused one.
 //  5. sources in no org are REFUSED, and so is an asker of A at another
 //     org's <network>::3; with --default-org, sources in no org see that
 //     org's data only.
@@ -108,6 +113,7 @@ func checkIsolation(t *testing.T, seed uint64) {
 		}
 	}
 	c.freshNames(s, w, r)
+	c.reverseModel(s, w)
 
 	// 4: change one org at a time; the others' replies stay put.
 	rev := int64(strings.Count(w.text(""), "\n"))
@@ -336,6 +342,49 @@ func (c *isoChecker) refused(s *Server, wk *worker, w *isoWorld, queries []isoQu
 	}
 }
 
+// reverseModel checks that the reverse names asked above are answered at
+// all (the isolation rules would hold for a server that refused them): each
+// org's askers get the PTR of each of its addresses that SPEC §5 names, and
+// NXDOMAIN for a destroyed or skip_registration machine's address.
+func (c *isoChecker) reverseModel(s *Server, w *isoWorld) {
+	c.t.Helper()
+	for _, a := range w.orgs {
+		want := map[netip.Addr]string{a.api(): "_api.internal."}
+		for app, fc := range a.appKeys {
+			if fc.IsValid() {
+				want[fc] = app + ".flycast."
+			}
+		}
+		for _, p := range a.peers {
+			want[p.ip] = p.name + "._peer.internal."
+		}
+		for _, m := range a.machines {
+			if m.state == "destroyed" || m.skip {
+				want[m.ip] = ""
+			} else {
+				want[m.ip] = m.id + ".vm." + m.app + ".internal."
+			}
+		}
+		for ip, name := range want {
+			m := new(dns.Msg)
+			out := ask(s, isoQuery{reverseName(ip), dns.TypePTR}, a.machineSrc(), meshDNS, UDP)
+			if err := m.Unpack(out); err != nil {
+				c.fail("PTR %s: %v", ip, err)
+				continue
+			}
+			got := ""
+			if len(m.Answer) == 1 {
+				if p, ok := m.Answer[0].(*dns.PTR); ok {
+					got = p.Ptr
+				}
+			}
+			if got != name || name == "" && m.Rcode != dns.RcodeNameError || !m.Authoritative {
+				c.fail("org %s asking PTR of its %s: want %q, got %s", a.name, ip, name, show(out))
+			}
+		}
+	}
+}
+
 // freshNames checks rule 3 directly: a name whose label exists only in
 // another org gets the reply of the same name with a label no org has,
 // the name itself aside.
@@ -345,7 +394,7 @@ func (c *isoChecker) freshNames(s *Server, w *isoWorld, r *rand.Rand) {
 		src := a.machineSrc()
 		for _, p := range w.onlyElsewhere(a, r) {
 			c.pairs++
-			for _, qt := range []uint16{dns.TypeAAAA, dns.TypeTXT, dns.TypeA, dns.TypeANY, dns.TypeSRV} {
+			for _, qt := range []uint16{dns.TypeAAAA, dns.TypeTXT, dns.TypeA, dns.TypeANY, dns.TypeSRV, dns.TypePTR} {
 				got := normalized(ask(s, isoQuery{p[0], qt}, src, meshDNS, UDP))
 				want := normalized(ask(s, isoQuery{p[1], qt}, src, meshDNS, UDP))
 				if got != want {
@@ -605,7 +654,8 @@ func (w *isoWorld) foreignTokens(a *isoOrg) map[string]string {
 	}
 	// The keywords of the TXT formats are everyone's.
 	for _, k := range []string{"org", "machine", "peer", "app", "instance", "ip", "region",
-		"passing", "warning", "critical", "none", "vm", "internal", "tcp", "udp"} {
+		"passing", "warning", "critical", "none", "vm", "internal", "tcp", "udp",
+		"_api", "_peer", "flycast", "ip6", "arpa"} {
 		own[k] = true
 	}
 	out := map[string]string{}
@@ -655,9 +705,10 @@ func (w *isoWorld) queries(r *rand.Rand) []isoQuery {
 	}
 	addr := func(name string) { add(name, dns.TypeAAAA, pick(r, []uint16{dns.TypeA, dns.TypeTXT, dns.TypeANY})) }
 	txt := func(name string) { add(name, dns.TypeTXT, pick(r, []uint16{dns.TypeAAAA, dns.TypeANY})) }
-	for _, z := range []string{"internal.", "flycast."} {
+	for _, z := range []string{"internal.", "flycast.", "a.a.d.f.ip6.arpa."} {
 		add(z, dns.TypeSOA, dns.TypeNS, dns.TypeAAAA, dns.TypeANY)
 	}
+	qs = append(qs, w.reverseQueries(r)...)
 	addr("_api.internal.")
 	for _, n := range []string{"_apps", "_instances", "all._instances", "_peer", "_whoami"} {
 		txt(n + ".internal.")
@@ -697,6 +748,74 @@ func (w *isoWorld) queries(r *rand.Rand) []isoQuery {
 	for _, p := range peers {
 		addr(p + "._peer.internal.")
 	}
+	return qs
+}
+
+// addrs are every address o's registry names: machines (any state,
+// skip_registration too), peers, flycast addresses and <network>::3.
+func (o *isoOrg) addrs() []netip.Addr {
+	out := []netip.Addr{o.api()}
+	for _, m := range o.machines {
+		out = append(out, m.ip)
+	}
+	for _, p := range o.peers {
+		out = append(out, p.ip)
+	}
+	for _, fc := range o.appKeys {
+		if fc.IsValid() {
+			out = append(out, fc)
+		}
+	}
+	return out
+}
+
+// reverseName is the ip6.arpa name of a.
+func reverseName(a netip.Addr) string {
+	name, err := dns.ReverseAddr(a.String())
+	if err != nil {
+		panic(err)
+	}
+	return name
+}
+
+// nibblePrefix is the reverse name of the first n nibbles of a full
+// reverse name (32 nibble labels and ip6.arpa.).
+func nibblePrefix(name string, n int) string { return name[2*(32-n):] }
+
+// reverseQueries are reverse names (SPEC §5): every address of every org,
+// nibble prefixes on the way to some of them, addresses and prefixes no
+// org holds, and names in ip6.arpa outside fdaa::/16 (REFUSED here: no
+// forwarder).
+func (w *isoWorld) reverseQueries(r *rand.Rand) []isoQuery {
+	var qs []isoQuery
+	ptr := func(name string) {
+		qs = append(qs, isoQuery{name, dns.TypePTR}, isoQuery{name, pick(r, []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT})})
+	}
+	for _, o := range w.orgs {
+		for i, ip := range o.addrs() {
+			ptr(reverseName(ip))
+			if i < 3 {
+				name := reverseName(ip)
+				for _, n := range []int{5, 12, 16, 20 + r.IntN(12)} {
+					ptr(nibblePrefix(name, n))
+				}
+			}
+		}
+		x := o.api().As16()
+		x[15] = byte(0x10 + r.IntN(0xe0)) // an address of o nobody holds
+		ptr(reverseName(netip.AddrFrom16(x)))
+		ptr(reverseName(o.machineSrc()))
+	}
+	var x [16]byte
+	x[0], x[1], x[4], x[5] = 0xfd, 0xaa, 0xff, 0xff // fdaa:0:ffff::/48: no org's
+	for i := range x[6:] {
+		x[6+i] = byte(r.IntN(256))
+	}
+	ptr(reverseName(netip.AddrFrom16(x)))
+	ptr(nibblePrefix(reverseName(netip.AddrFrom16(x)), 12))
+	ptr("a.a.d.f.ip6.arpa.")
+	ptr("f.ip6.arpa.")
+	ptr(reverseName(netip.MustParseAddr("2001:db8::1")))
 	return qs
 }
 
@@ -747,6 +866,18 @@ func (w *isoWorld) onlyElsewhere(a *isoOrg, r *rand.Rand) [][2]string {
 	for _, b := range w.orgs {
 		if b == a {
 			continue
+		}
+		// Reverse names: each of b's addresses (and the prefixes on the
+		// way to them) against the same name in fdaa:0:ffff::/48, which
+		// no org holds.
+		for _, ip := range b.addrs() {
+			fresh := ip.As16()
+			fresh[4], fresh[5] = 0xff, 0xff
+			name, freshName := reverseName(ip), reverseName(netip.AddrFrom16(fresh))
+			pairs = append(pairs, [2]string{name, freshName})
+			for _, nibbles := range []int{12, 16, 20 + r.IntN(12)} {
+				pairs = append(pairs, [2]string{nibblePrefix(name, nibbles), nibblePrefix(freshName, nibbles)})
+			}
 		}
 		for _, p := range b.peers {
 			if !slices.ContainsFunc(a.peers, func(q isoPeer) bool { return q.name == p.name }) {

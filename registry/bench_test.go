@@ -186,3 +186,27 @@ func BenchmarkWriteCopy100k(b *testing.B) {
 		b.ReportMetric(float64(fi.Size()), "file-bytes")
 	}
 }
+
+// BenchmarkAddrIndexBuild is the one-off cost of an org version's reverse
+// name index (the first reverse question after each change of the org).
+func BenchmarkAddrIndexBuild(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("machines=%d", n), func(b *testing.B) {
+			var sb strings.Builder
+			sb.WriteString(`orgs/acme {"network":"fdaa:0:18::/48"}` + "\n")
+			for i := range n {
+				fmt.Fprintf(&sb, `machines/acme/web/%06x {"region":"ams","ip":"fdaa:0:18:%x:%x::2","state":"started"}`+"\n", i, i>>8, i&0xff)
+			}
+			snap, _, err := SnapshotFromText(sb.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			o := snap.Org("acme")
+			b.ReportAllocs()
+			for b.Loop() {
+				o.addrIdx.Store(nil)
+				o.HasAddrUnder([16]byte{0xfd, 0xaa}, 4)
+			}
+		})
+	}
+}

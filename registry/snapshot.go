@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Snapshot is one immutable version of the registry, as the DNS path reads
@@ -118,6 +119,9 @@ type Org struct {
 	peers     map[string]*Peer
 	peerNames []string
 	owners    shardedMap[netip.Addr, Owner]
+	// addrIdx holds the sorted address index for reverse names, built on
+	// first use (reverse.go); a pointer, so that an Org stays copyable.
+	addrIdx *atomic.Pointer[addrIndex]
 }
 
 // Owner is the machine or WireGuard peer that holds a 6PN address.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -399,6 +400,7 @@ func (st *state) startOrg(b *orgBuilder, name string, os *orgState, prev *Org, g
 	}
 	*gen++
 	o := &Org{Name: name, Network: network, Claim: os.claim, Gen: *gen, Serial: uint32(now.Unix())}
+	o.addrIdx = new(atomic.Pointer[addrIndex])
 	if b.was != nil && b.was.Serial >= o.Serial {
 		o.Serial = b.was.Serial + 1
 	}

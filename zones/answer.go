@@ -9,8 +9,8 @@ import (
 
 // Answer answers one question for one asker from snap. q.Name is the owner
 // name of every answer record exactly as asked (0x20 case preserved);
-// matching is ASCII case-insensitive. Names outside internal. and flycast.
-// return InZone false and nothing else. In-zone names get REFUSED when the
+// matching is ASCII case-insensitive. Names outside internal., flycast.
+// and a.a.d.f.ip6.arpa. return InZone false and nothing else. In-zone names get REFUSED when the
 // asker has no org or the class is neither IN nor ANY (the zones are
 // class IN; a zero Qclass counts as IN for callers that build questions
 // by hand). Only a.Org and snap's region table are read, so an answer
@@ -25,7 +25,11 @@ func Answer(snap *registry.Snapshot, a Asker, q dns.Question, cfg Config) Result
 	}
 	r := responder{snap: snap, a: a, q: q, cfg: cfg.withDefaults(), z: z}
 	t := target{kind: apex}
-	if !isApex {
+	switch {
+	case isApex:
+	case z == zoneReverse:
+		t = parseReverse(rest) // either case; no copy
+	default:
 		t = parse(z, strings.ToLower(rest))
 	}
 	return r.answer(t)
@@ -137,11 +141,13 @@ func (r *responder) answer(t target) Result {
 			return r.nxdomain()
 		}
 		return r.nodata()
+	case reverseName:
+		return r.reverse(t)
 	}
 	return r.nxdomain()
 }
 
-// apex answers internal. and flycast. themselves.
+// apex answers internal., flycast. and a.a.d.f.ip6.arpa. themselves.
 func (r *responder) apex() Result {
 	switch r.q.Qtype {
 	case dns.TypeSOA:

@@ -64,3 +64,21 @@ func BenchmarkAnswerNXDOMAIN(b *testing.B) {
 func BenchmarkAnswerMixedCase(b *testing.B) {
 	benchAnswer(b, 10, "WeB.InTeRnAl.", dns.TypeAAAA)
 }
+
+// Reverse names: a machine's PTR, an unused address (NXDOMAIN) and an
+// empty non-terminal, once the org's address index is built.
+func BenchmarkAnswerPTR(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("machines=%d", n), func(b *testing.B) {
+			benchAnswer(b, n, "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR)
+		})
+	}
+}
+
+func BenchmarkAnswerPTRNXDOMAIN(b *testing.B) {
+	benchAnswer(b, 1000, "9.9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR)
+}
+
+func BenchmarkAnswerPTREmptyNonTerminal(b *testing.B) {
+	benchAnswer(b, 1000, "1.0.0.0.8.1.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", dns.TypePTR)
+}

@@ -1,6 +1,7 @@
-// Package zones answers questions about the internal. and flycast. zones
-// from an immutable registry Snapshot: it owns the name grammar, the TXT
-// formats, the built-in region table and the nearest-first ordering of AAAA
+// Package zones answers questions about the internal. and flycast. zones,
+// and the reverse names of fdaa::/16 (a.a.d.f.ip6.arpa.), from an
+// immutable registry Snapshot: it owns the name grammar, the TXT formats,
+// the built-in region table and the nearest-first ordering of AAAA
 // answers (docs/reference.md, "Names and answers").
 //
 // It is pure: (snapshot, asker, question) → (rcode, answer, authority). It

@@ -9,17 +9,22 @@ const (
 	zoneNone zone = iota
 	zoneInternal
 	zoneFlycast
+	zoneReverse // a.a.d.f.ip6.arpa. (fdaa::/16): reverse.go
 )
 
 // origin is the zone's apex as an owner name.
 func (z zone) origin() string {
-	if z == zoneFlycast {
+	switch z {
+	case zoneFlycast:
 		return "flycast."
+	case zoneReverse:
+		return reverseWord + "."
 	}
 	return "internal."
 }
 
-// InZone reports whether name lies in internal. or flycast., comparing
+// InZone reports whether name lies in internal., flycast. or the reverse
+// zone a.a.d.f.ip6.arpa. (fdaa::/16; other ip6.arpa names are not ours), comparing
 // ASCII case-insensitively. It allocates nothing. The trailing dot may be
 // left out. An escaped dot (`foo\.internal.` is one label under the root)
 // does not count as a label boundary.
@@ -40,7 +45,7 @@ func splitZone(name string) (z zone, rest string, apex bool) {
 	for _, cand := range [...]struct {
 		z    zone
 		word string
-	}{{zoneInternal, "internal"}, {zoneFlycast, "flycast"}} {
+	}{{zoneInternal, "internal"}, {zoneFlycast, "flycast"}, {zoneReverse, reverseWord}} {
 		if len(s) < len(cand.word) || !strings.EqualFold(s[len(s)-len(cand.word):], cand.word) {
 			continue
 		}
@@ -95,6 +100,7 @@ const (
 	checkList                // checks.<app>
 	srvName                  // _<service>._<protocol>.<app>
 	entProto                 // _<protocol>.<app>: while a machine declares a service over it
+	reverseName              // nibble labels below a.a.d.f.ip6.arpa.: n nibbles of ip
 )
 
 // target is a parsed name: what it asks for and the labels that matter.
@@ -102,11 +108,12 @@ const (
 // against the asker's org.
 type target struct {
 	kind kind
-	all  bool   // the all. variant: deployed rather than started machines
-	app  string // the app the name lies under, if any
-	arg  string // region, machine id, process group, peer, metadata key or service
-	val  string // metadata value or service protocol
-	n    int    // N of top<N>
+	all  bool     // the all. variant: deployed rather than started machines
+	app  string   // the app the name lies under, if any
+	arg  string   // region, machine id, process group, peer, metadata key or service
+	val  string   // metadata value or service protocol
+	n    int      // N of top<N>; nibbles of a reverse name
+	ip   [16]byte // a reverse name's nibbles (the first n), the rest zero
 }
 
 // maxLabels is the most labels any name of the grammar has below its zone

@@ -47,6 +47,7 @@ var referenceForms = map[string]struct {
 	"checkList":    {checkList, "checks.web.internal.", []string{"`checks.<app>.internal`"}},
 	"srvName":      {srvName, "_http._tcp.web.internal.", []string{"`_<service>._<proto>.<app>.internal`"}},
 	"entProto":     {entProto, "_udp.web.internal.", []string{"`_tcp.<app>.internal`", "`_udp.<app>.internal`"}},
+	"reverseName":  {reverseName, "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.1.0.0.a.a.d.f.ip6.arpa.", []string{"`a.a.d.f.ip6.arpa.`"}},
 }
 
 // grammarKinds reads the names of the constants of type kind from the
@@ -114,7 +115,11 @@ func TestReferenceCoversEveryName(t *testing.T) {
 		}
 		z, rest, isApex := splitZone(e.sample)
 		got := apex
-		if !isApex {
+		switch {
+		case isApex:
+		case z == zoneReverse:
+			got = parseReverse(rest).kind
+		default:
 			got = parse(z, rest).kind
 		}
 		if got != e.k {

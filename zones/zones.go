@@ -81,7 +81,8 @@ type Result struct {
 	Rcode  int // dns.RcodeSuccess, dns.RcodeNameError or dns.RcodeRefused
 	Answer []dns.RR
 	Ns     []dns.RR
-	// InZone is true when the name lies in internal. or flycast.: the answer
+	// InZone is true when the name lies in internal., flycast. or
+	// a.a.d.f.ip6.arpa. (reverse names of fdaa::/16): the answer
 	// is authoritative (set AA). When false the other fields mean nothing
 	// and the caller forwards or refuses the query.
 	InZone bool

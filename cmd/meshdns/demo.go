@@ -91,6 +91,7 @@ meshdns is serving the demo org. Try:
   %[1]s aaaa primary.role.kv._metadata.db.internal
   %[1]s aaaa laptop._peer.internal
   %[1]s aaaa web.flycast
+  %[1]s -x fdaa:0:d:a7b:1::2              # reverse: 3d8d9e0b2ee489.vm.web.internal.
   %[1]s txt _apps.internal
   %[1]s txt vms.web.internal
   %[1]s txt all.vms.web.internal

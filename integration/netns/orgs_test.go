@@ -121,6 +121,7 @@ type shape struct {
 	first       string   // the first AAAA, when the order matters
 	txt         *string  // the TXT text
 	count       int      // answers of another type (SOA, NS)
+	ptr         string   // the one PTR record's target
 }
 
 func str(s string) *string { return &s }
@@ -201,6 +202,56 @@ func shapes(a asker) []shape {
 	for _, p := range fxPeersOf(other.Name) {
 		s = append(s, shape{name: p.Name + "._peer.internal", qtype: "AAAA", rcode: "NXDOMAIN"})
 	}
+	return append(s, reverseShapes(a.org, other)...)
+}
+
+// reverseShapes are the reverse names (SPEC §5) of org's addresses —
+// PTR for each machine, peer, <network>::3 and flycast address — and of
+// the other org's, which are NXDOMAIN as if nobody held them.
+func reverseShapes(org, other fxOrg) []shape {
+	arpa := func(ip string) string {
+		r, err := dns.ReverseAddr(ip)
+		if err != nil {
+			panic(err)
+		}
+		return r
+	}
+	// prefix is the reverse name of the first n nibbles of ip.
+	prefix := func(ip string, n int) string { return arpa(ip)[2*(32-n):] }
+	s := []shape{
+		{name: arpa(org.dns()), qtype: "PTR", rcode: "NOERROR", ptr: "_api.internal."},
+		{name: arpa(other.dns()), qtype: "PTR", rcode: "NXDOMAIN"},
+		{name: arpa(org.prefix + ":ffff::99"), qtype: "PTR", rcode: "NXDOMAIN"}, // nobody's
+		{name: "a.a.d.f.ip6.arpa.", qtype: "SOA", rcode: "NOERROR", count: 1},
+		{name: prefix(org.dns(), 12), qtype: "PTR", rcode: "NOERROR"},           // the org's /48: empty non-terminal
+		{name: prefix(other.dns(), 12), qtype: "PTR", rcode: "NXDOMAIN"},        // the other's /48
+		{name: prefix(org.prefix+":a7b::", 16), qtype: "PTR", rcode: "NOERROR"}, // a /64 of its machines
+	}
+	for _, m := range fxMachines {
+		switch m.Org {
+		case org.Name:
+			s = append(s, shape{name: arpa(m.IP), qtype: "PTR", rcode: "NOERROR", ptr: m.ID + ".vm." + m.App + ".internal."})
+		case other.Name:
+			s = append(s, shape{name: arpa(m.IP), qtype: "PTR", rcode: "NXDOMAIN"})
+		}
+	}
+	for _, p := range fxPeers {
+		switch p.Org {
+		case org.Name:
+			s = append(s, shape{name: arpa(p.IP), qtype: "PTR", rcode: "NOERROR", ptr: p.Name + "._peer.internal."})
+		case other.Name:
+			s = append(s, shape{name: arpa(p.IP), qtype: "PTR", rcode: "NXDOMAIN"})
+		}
+	}
+	for key, fc := range fxFlycast {
+		o, app, _ := strings.Cut(key, "/")
+		switch o {
+		case org.Name:
+			s = append(s, shape{name: arpa(fc), qtype: "PTR", rcode: "NOERROR", ptr: app + ".flycast."})
+		case other.Name:
+			s = append(s, shape{name: arpa(fc), qtype: "PTR", rcode: "NXDOMAIN"})
+		}
+	}
 	return s
 }
 
@@ -221,6 +272,13 @@ func (s shape) check(a asker, r *digtest.Result) error {
 	case s.count > 0:
 		if len(r.Answer) != s.count {
 			return fmt.Errorf("%d answers, want %d", len(r.Answer), s.count)
+		}
+	case s.ptr != "":
+		if len(r.Answer) != 1 {
+			return fmt.Errorf("answer %v, want PTR %s", r.Answer, s.ptr)
+		}
+		if p, ok := r.Answer[0].(*dns.PTR); !ok || p.Ptr != s.ptr {
+			return fmt.Errorf("answer %v, want PTR %s", r.Answer, s.ptr)
 		}
 	default:
 		got := aaaaOf(r)
