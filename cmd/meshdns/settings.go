@@ -12,9 +12,9 @@ import (
 )
 
 // runtimeSettings applies the settings that may change while meshdns runs
-// (at start and on SIGHUP): TTLs, region, health awareness, default org, forwarding, rate
-// limits, TCP connection caps, log level and query log. Everything else is
-// fixed at start.
+// (at start and on SIGHUP), the live ones of settingTable: through the
+// server's Reconfigure, the forwarder, the log level, the query log and
+// the memory tuner. The restart ones are fixed at start.
 type runtimeSettings struct {
 	mu      sync.Mutex
 	current *options
@@ -25,6 +25,7 @@ type runtimeSettings struct {
 	fwdObs  forward.Observer
 	qlog    *queryLog
 	obs     dnsserver.Observer
+	mem     *memoryTuner // nil: memory settings left alone (tests)
 }
 
 func (o *options) effectiveNegativeTTL() time.Duration {
@@ -87,6 +88,9 @@ func (r *runtimeSettings) apply(o *options) error {
 	}
 	r.level.SetLevel(parseLevel(o.logLevel))
 	r.qlog.setEvery(o.queryLogSample)
+	if r.mem != nil {
+		r.mem.apply(o)
+	}
 	if r.srv != nil {
 		r.srv.Reconfigure(r.dnsConfig(o))
 	}
