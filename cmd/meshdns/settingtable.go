@@ -161,7 +161,7 @@ var settingTable = []setting{
 		docDefault: "client port + 1",
 		help:       "peer URL of the embedded etcd (default: client port + 1)"},
 	{name: "region", class: live, def: fromEnv("FLY_REGION"), field: func(o *options) any { return &o.region },
-		docDefault: "$FLY_REGION",
+		docDefault: "`$FLY_REGION`",
 		help:       "this server's region: the asker's region when no machine or peer owns the source (default $FLY_REGION)",
 		check: func(o *options) error {
 			if o.region != "" {
