@@ -455,7 +455,7 @@ func (o *options) validate() error {
 	return o.crossChecks()
 }
 
-// sameSetting reports whether a and b hold the same value of s.
+// same reports whether a and b hold the same value of s.
 func (s setting) same(a, b *options) bool {
 	switch p := s.field(a).(type) {
 	case *string:

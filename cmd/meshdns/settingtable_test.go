@@ -202,3 +202,30 @@ func TestReloadAppliesMemorySettings(t *testing.T) {
 		t.Errorf("an unchanged reload logged memory settings again (%d)", n)
 	}
 }
+
+// A fixed --gc-percent stops the loop that follows the live heap, so the
+// loop cannot overwrite it; 0 starts the loop again.
+func TestMemoryTunerStopsAndStartsFollowingTheHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	m := newMemoryTuner(t.Context(), zap.NewNop())
+	m.interval = time.Millisecond
+	defer m.stopFollowing()
+	m.apply(mustParse(t))
+	if m.stopAuto == nil {
+		t.Fatal("--gc-percent 0: not following the live heap")
+	}
+	m.apply(mustParse(t, "--gc-percent", "150"))
+	if m.stopAuto != nil {
+		t.Fatal("--gc-percent 150: still following the live heap")
+	}
+	time.Sleep(20 * time.Millisecond) // 20 of the loop's intervals
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Errorf("GC percentage %d after --gc-percent 150, want 150", got)
+	}
+	m.apply(mustParse(t, "--gc-percent", "0"))
+	if m.stopAuto == nil {
+		t.Error("--gc-percent 0 again: not following the live heap")
+	}
+}
