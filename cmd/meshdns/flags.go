@@ -14,6 +14,8 @@ import (
 
 // options are meshdns's settings: defaults, then the --config file, then
 // the command line, each overriding the one before.
+// Each field is set by one entry of settingTable (settingtable.go), but
+// the parsed ones noted here, which a setting's check derives.
 type options struct {
 	config              string
 	listen              []string
