@@ -145,3 +145,44 @@ func writeFile(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// A value reaches the flag's parser as the file writes it: YAML 1.1 would
+// read off, yes and on as booleans (and did: "memory-limit: off" was
+// rejected) and 1e3 as a number.
+func TestConfigValuesAreReadAsTheFlagReadsThem(t *testing.T) {
+	p := writeConfig(t, `
+memory-limit: off
+default-org: "on"
+region: yes
+log-level: "warn"
+answer-cache-size: 1e3
+listen: [127.0.0.1:53, "[::1]:53"]
+upstream:
+  - &r1 192.0.2.1
+  - *r1
+demo: no
+udp-batch: off
+health-aware: False
+`)
+	o, err := parseOptions([]string{"--config", p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.memoryLimit != "off" || o.defaultOrg != "on" || o.region != "yes" || o.logLevel != "warn" {
+		t.Errorf("memory-limit %q default-org %q region %q log-level %q; want off, on, yes, warn", o.memoryLimit, o.defaultOrg, o.region, o.logLevel)
+	}
+	if o.answerCacheBytes != 1000 {
+		t.Errorf("answer-cache-size %d bytes; want 1000, as written", o.answerCacheBytes)
+	}
+	if !slices.Equal(o.upstream, []string{"192.0.2.1:53", "192.0.2.1:53"}) || !slices.Equal(o.listen, []string{"127.0.0.1:53", "[::1]:53"}) {
+		t.Errorf("upstream %v listen %v", o.upstream, o.listen)
+	}
+	// The words YAML 1.1 took for booleans still set boolean flags.
+	if o.demo || o.udpBatch || o.healthAware {
+		t.Errorf("demo %v udp-batch %v health-aware %v; want all false", o.demo, o.udpBatch, o.healthAware)
+	}
+	// A string flag does not take a quoted boolean word as a boolean.
+	if _, err := parseOptions([]string{"--config", writeConfig(t, "demo: \"no\"\n")}); err == nil || !strings.Contains(err.Error(), "demo") {
+		t.Errorf("demo: \"no\" (quoted): %v; want an error naming demo", err)
+	}
+}

@@ -47,42 +47,13 @@ func parseLevel(s string) zapcore.Level {
 	return l
 }
 
-// logSettings logs the effective configuration. It holds no secrets: the
-// etcd password comes from the environment and is never in options.
+// logSettings logs the effective configuration, every setting of
+// settingTable in its order. It holds no secrets: the etcd password comes
+// from the environment and is never in options.
 func logSettings(log *zap.Logger, msg string, o *options, endpoints []string) {
-	log.Info(msg,
-		zap.String("config", o.config),
-		zap.Strings("listen", o.listen),
-		zap.String("http", o.http),
-		zap.Strings("etcd_endpoints", endpoints),
-		zap.String("etcd_prefix", o.etcdPrefix),
-		zap.Bool("etcd_tls", o.etcdCACert != "" || o.etcdCert != ""),
-		zap.String("etcd_cacert", o.etcdCACert),
-		zap.String("etcd_cert", o.etcdCert),
-		zap.String("etcd_user", o.etcdUser),
-		zap.String("data_dir", o.dataDir),
-		zap.String("region", o.region),
-		zap.String("default_org", o.defaultOrg),
-		zap.Duration("ttl", o.ttl),
-		zap.Duration("negative_ttl", o.effectiveNegativeTTL()),
-		zap.Strings("upstream", o.upstream),
-		zap.Duration("forward_timeout", o.forwardTimeout),
-		zap.Int("forward_cache_size", o.forwardCacheSize),
-		zap.Int64("forward_cache_bytes", o.forwardCacheBytesN),
-		zap.Int64("forward_cache_max_reply", o.forwardCacheMaxN),
-		zap.Int("rate_limit", o.rateLimit),
-		zap.Int("error_rate_limit", o.errorRateLimit),
-		zap.Int("rate_limit_slip", o.rateLimitSlip),
-		zap.String("answer_cache_size", o.answerCacheSize),
-		zap.Int("max_tcp_conns", o.maxTCPConns),
-		zap.Int("max_tcp_conns_per_prefix", o.maxTCPConnsPerPfx),
-		zap.Int("query_log_sample", o.queryLogSample),
-		zap.Duration("reconcile_interval", o.reconcileInterval),
-		zap.Duration("local_copy_interval", o.localCopyInterval),
-		zap.Int("load_rate", o.loadRate),
-		zap.Duration("load_jitter", o.loadJitter),
-		zap.Bool("demo", o.demo),
-		zap.String("log_level", o.logLevel),
-		zap.String("log_format", o.logFormat),
-	)
+	var fields []zap.Field
+	for _, s := range settingTable {
+		fields = append(fields, s.logFields(o, endpoints)...)
+	}
+	log.Info(msg, fields...)
 }

@@ -62,37 +62,115 @@ type memorySettings struct {
 	LimitSource string
 }
 
+// The GC percentage and memory limit the runtime took from $GOGC and
+// $GOMEMLIMIT at start, before meshdns changed either: a reload back to
+// the defaults must find them again, not the values meshdns set since.
+var (
+	envGCPercent   = debug.SetGCPercent(debug.SetGCPercent(100))
+	envMemoryLimit = debug.SetMemoryLimit(-1)
+)
+
 // applyMemorySettings sets the GC percentage and the soft memory limit from
 // the flags, the environment and the cgroup.
 func applyMemorySettings(o *options) memorySettings {
 	var ms memorySettings
+	ms.GCPercent, ms.AutoGC = applyGCPercent(o)
+	ms.LimitBytes, ms.LimitSource = applyMemoryLimit(o)
+	return ms
+}
+
+// applyGCPercent sets the GC percentage of --gc-percent; auto: it is to
+// follow the live heap (adjustGCPercent).
+func applyGCPercent(o *options) (percent int, auto bool) {
 	switch {
 	case o.gcPercent != 0:
-		ms.GCPercent = o.gcPercent
-		debug.SetGCPercent(o.gcPercent)
+		percent = o.gcPercent
 	case os.Getenv("GOGC") != "":
-		ms.GCPercent = debug.SetGCPercent(100) // read it back, then restore
-		debug.SetGCPercent(ms.GCPercent)
+		percent = envGCPercent
 	default:
-		ms.GCPercent, ms.AutoGC = autoGCPercent(0), true
-		debug.SetGCPercent(ms.GCPercent)
+		percent, auto = autoGCPercent(0), true
 	}
+	debug.SetGCPercent(percent)
+	return percent, auto
+}
+
+// applyMemoryLimit sets the soft memory limit of --memory-limit.
+func applyMemoryLimit(o *options) (limit int64, source string) {
 	switch {
 	case o.memoryLimit == "off":
-		ms.LimitBytes, ms.LimitSource = math.MaxInt64, "--memory-limit off"
+		limit, source = math.MaxInt64, "--memory-limit off"
 	case o.memoryLimit != "auto":
-		ms.LimitBytes, ms.LimitSource = o.memoryLimitBytes, "--memory-limit"
+		limit, source = o.memoryLimitBytes, "--memory-limit"
 	case os.Getenv("GOMEMLIMIT") != "":
-		ms.LimitBytes, ms.LimitSource = debug.SetMemoryLimit(-1), "$GOMEMLIMIT"
+		limit, source = envMemoryLimit, "$GOMEMLIMIT"
 	default:
 		if c, ok := cgroupMemoryLimit(); ok {
-			ms.LimitBytes, ms.LimitSource = c/10*9, "90% of the cgroup memory limit"
+			limit, source = c/10*9, "90% of the cgroup memory limit"
 		} else {
-			ms.LimitBytes, ms.LimitSource = math.MaxInt64, "none (no $GOMEMLIMIT, no cgroup limit)"
+			limit, source = math.MaxInt64, "none (no $GOMEMLIMIT, no cgroup limit)"
 		}
 	}
-	debug.SetMemoryLimit(ms.LimitBytes)
-	return ms
+	debug.SetMemoryLimit(limit)
+	return limit, source
+}
+
+// memoryTuner applies --gc-percent and --memory-limit at start and on
+// every reload that changes them, and runs adjustGCPercent while the GC
+// percentage follows the live heap.
+type memoryTuner struct {
+	ctx      context.Context // serve's; nil: no adjustGCPercent (tests)
+	log      *zap.Logger
+	interval time.Duration // of adjustGCPercent
+
+	applied     bool
+	gcPercent   int    // --gc-percent in force
+	memoryLimit string // --memory-limit in force
+	ms          memorySettings
+	stopAuto    context.CancelFunc // of the running adjustGCPercent
+	autoDone    chan struct{}
+}
+
+func newMemoryTuner(ctx context.Context, log *zap.Logger) *memoryTuner {
+	return &memoryTuner{ctx: ctx, log: log, interval: 10 * time.Second}
+}
+
+// apply makes o's memory settings those in force, logging them when they
+// change. An unchanged setting is left alone: re-applying an automatic
+// GC percentage would reset it until adjustGCPercent's next tick.
+func (m *memoryTuner) apply(o *options) {
+	gcChanged := !m.applied || o.gcPercent != m.gcPercent
+	limitChanged := !m.applied || o.memoryLimit != m.memoryLimit
+	if !gcChanged && !limitChanged {
+		return
+	}
+	if gcChanged {
+		// Stop the loop first, and wait: it must not overwrite the new
+		// percentage with one from the live heap.
+		m.stopFollowing()
+		m.ms.GCPercent, m.ms.AutoGC = applyGCPercent(o)
+		if m.ms.AutoGC && m.ctx != nil {
+			ctx, cancel := context.WithCancel(m.ctx)
+			done := make(chan struct{})
+			m.stopAuto, m.autoDone = cancel, done
+			go func() {
+				defer close(done)
+				adjustGCPercent(ctx, m.interval, m.log.Named("memory"))
+			}()
+		}
+	}
+	if limitChanged {
+		m.ms.LimitBytes, m.ms.LimitSource = applyMemoryLimit(o)
+	}
+	m.applied, m.gcPercent, m.memoryLimit = true, o.gcPercent, o.memoryLimit
+	m.log.Info("memory settings", m.ms.fields()...)
+}
+
+func (m *memoryTuner) stopFollowing() {
+	if m.stopAuto != nil {
+		m.stopAuto()
+		<-m.autoDone
+		m.stopAuto, m.autoDone = nil, nil
+	}
 }
 
 func (ms memorySettings) fields() []zap.Field {

@@ -60,13 +60,3 @@ func reload(args []string, r *runtimeSettings, endpoints []string) {
 	}
 	logSettings(r.log, "configuration reloaded", o, endpoints)
 }
-
-// keepRestartOnly copies into o the settings the running process cannot
-// change, so the logged configuration says what is really in force.
-func keepRestartOnly(o, running *options) {
-	o.listen, o.http = running.listen, running.http
-	o.etcdEndpoints, o.etcdPrefix = running.etcdEndpoints, running.etcdPrefix
-	o.etcdCACert, o.etcdCert, o.etcdKey, o.etcdUser = running.etcdCACert, running.etcdCert, running.etcdKey, running.etcdUser
-	o.dataDir, o.embeddedEtcdURL, o.embeddedEtcdPeerURL = running.dataDir, running.embeddedEtcdURL, running.embeddedEtcdPeerURL
-	o.demo = running.demo
-}

@@ -46,11 +46,8 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	logSettings(log, "meshdns starting", o, endpoints)
 	warnUnsafeSettings(log, o)
 	raiseOpenFiles(o.maxTCPConns, log)
-	ms := applyMemorySettings(o)
-	log.Info("memory settings", ms.fields()...)
-	if ms.AutoGC {
-		go adjustGCPercent(ctx, 10*time.Second, log.Named("memory"))
-	}
+	mem := newMemoryTuner(ctx, log)
+	mem.apply(o) // before the first load; SIGHUP applies changes (runtimeSettings)
 
 	m := metrics.New()
 	store := registry.NewStore(o.etcdPrefix, registry.WithLogger(log.Named("registry")),
@@ -114,7 +111,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 
 	// DNS answers (from the local copy, or SERVFAIL until the first load)
 	// before anything waits on etcd.
-	rs := &runtimeSettings{level: level, log: log, fwdObs: m.Forward(), qlog: newQueryLog(log.Named("query"), o.queryLogSample)}
+	rs := &runtimeSettings{level: level, log: log, fwdObs: m.Forward(), qlog: newQueryLog(log.Named("query"), o.queryLogSample), mem: mem}
 	rs.obs = observers{m.Queries(), rs.qlog}
 	if err := rs.apply(o); err != nil {
 		return err

@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,6 +81,45 @@ func wantTTL(t *testing.T, m *harness.Meshdns, ttl uint32) {
 	for _, rr := range r.Answer {
 		if rr.Header().Ttl != ttl {
 			t.Errorf("answer %v: TTL %d, want %d", rr, rr.Header().Ttl, ttl)
+		}
+	}
+}
+
+// SIGHUP applies a changed --gc-percent and --memory-limit to the Go
+// runtime at once, as /metrics shows (go_gc_gogc_percent,
+// go_gc_gomemlimit_bytes), with no restart warning; "memory-limit: off"
+// in the file is the word off, as on the command line.
+func TestSIGHUPAppliesMemorySettings(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "meshdns.yaml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("gc-percent: 150\nmemory-limit: 1GiB\n")
+	m := harness.StartMeshdns(t, harness.Demo(), harness.Args("--config", cfg))
+	wantRuntime := func(when string, gc, limit float64) {
+		t.Helper()
+		// A full load runs at its own GC percentage for a moment.
+		harness.Poll(t, 10*time.Second, 50*time.Millisecond, when, func() (bool, string) {
+			ss := scrape(t, m.HTTPAddr())
+			g, l := value(ss, "go_gc_gogc_percent"), value(ss, "go_gc_gomemlimit_bytes")
+			return g == gc && l == limit, fmt.Sprintf("%s: GOGC %v, memory limit %v; want %v and %v", when, g, l, gc, limit)
+		})
+	}
+	wantRuntime("at start", 150, 1<<30)
+
+	write("gc-percent: 70\nmemory-limit: off\n")
+	m.Signal(syscall.SIGHUP)
+	m.WaitLog(10*time.Second, "configuration reloaded", func(e harness.LogEntry) bool {
+		return e.Msg() == "configuration reloaded" || e.Msg() == "configuration not reloaded; keeping the current settings"
+	})
+	wantRuntime("after SIGHUP", 70, math.MaxInt64)
+	for _, e := range m.Logs() {
+		if strings.Contains(e.Msg(), "only after a restart") || e.Msg() == "configuration not reloaded; keeping the current settings" {
+			t.Errorf("logged %v", e)
 		}
 	}
 }
