@@ -3,14 +3,23 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshdns/meshdns/internal/etcdtest"
 )
 
 // Unit tests of the watchdog's decisions (progress.go) and of the split
@@ -522,5 +531,114 @@ func TestSyncerStallCancelsWatch(t *testing.T) {
 	waitFor(t, "the watch restarted", func() bool { return sy.Status().WatchRestarts == 1 })
 	if st := sy.Status(); st.Ready {
 		t.Errorf("ready after a stall: %+v", st)
+	}
+}
+
+// TestSyncerQuietEtcdStaysReady is TestSyncerReadyWhenQuiet on a fake
+// clock: nothing is written after the load, so etcd sends no progress
+// notification; every tick over a hundred stall timeouts finds the syncer
+// ready with its first watch, each quiet tick proving it with one read of
+// etcd's revision.
+func TestSyncerQuietEtcdStaysReady(t *testing.T) {
+	clk := newFakeClock()
+	f := &stubEtcd{rev: 10, clock: clk}
+	sy, ticks := fakeSyncer(t, f, clk)
+	wch := f.watchOf(t, 1)
+	clk.Advance(10 * time.Millisecond)
+	wch <- clientv3.WatchResponse{Header: &pb.ResponseHeader{Revision: 10, ClusterId: 1}, Created: true}
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	reads, _, _ := f.stats()
+	for i := 1; i <= 300; i++ {
+		clk.Advance(time.Second)
+		select {
+		case err := <-ticks:
+			if err != nil {
+				t.Fatalf("tick %d: %v", i, err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no watchdog tick %d", i)
+		}
+		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+			t.Fatalf("tick %d on a quiet etcd: %+v", i, st)
+		}
+	}
+	// Proved at every other tick: one spent quiet up to the progress
+	// interval, the next reads etcd's revision.
+	if r, p, x := f.stats(); r-reads < 100 || p != 0 || x != 0 {
+		t.Errorf("%d revision reads, %d progress requests, %d prefix checks over 300 ticks; want at least 100, 0, 0", r-reads, p, x)
+	}
+}
+
+// hangingKV passes reads through to etcd, except that every read of etcd's
+// revision (a count-only read) after the first hangs until its context ends.
+type hangingKV struct {
+	clientv3.KV
+	countOnly atomic.Int32
+}
+
+func (k *hangingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if clientv3.OpGet(key, opts...).IsCountOnly() && k.countOnly.Add(1) > 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return k.KV.Get(ctx, key, opts...)
+}
+
+// TestSyncerEventsFlowWhileEtcdReadsHang, on real etcd: once the watch
+// runs, every read of etcd's revision hangs (a slow member), each for up
+// to a minute (the progress interval bounds it). The watch's events must
+// still be applied at once: only the watchdog waits for those reads.
+func TestSyncerEventsFlowWhileEtcdReadsHang(t *testing.T) {
+	e := etcdtest.Embedded(t)
+	cli := e.Client(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	slow := e.Client(t)
+	slow.KV = &hangingKV{KV: slow.KV}
+	s := NewStore(DefaultPrefix)
+	startSyncer(t, SyncerConfig{Client: slow, Store: s, ProgressInterval: time.Minute, StallTimeout: 5 * time.Minute})
+	waitFor(t, "loaded", func() bool { return s.Snapshot() != nil })
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	waitFor(t, "the new app applied while etcd's reads hang", func() bool { return s.Snapshot().Org("acme").App("web") != nil })
+}
+
+// TestSyncerLeavesRuntimeAlone: the registry changes no process-wide
+// runtime state (GOGC, the memory limit, GOMAXPROCS, forced GCs): it only
+// calls the load hooks, around each full load, and the program tunes the
+// runtime in them (cmd/meshdns/memory.go). Its sources do not even import
+// runtime/debug.
+func TestSyncerLeavesRuntimeAlone(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, banned := range []string{`"runtime/debug"`, "runtime.GOMAXPROCS(", "runtime.GC("} {
+			if strings.Contains(string(src), banned) {
+				t.Errorf("%s uses %s: runtime tuning belongs to the program, through SyncerConfig's hooks", name, banned)
+			}
+		}
+	}
+
+	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	defer debug.SetGCPercent(debug.SetGCPercent(77))
+	var calls []string
+	clk := newFakeClock()
+	f := &stubEtcd{rev: 10, clock: clk}
+	cfg := SyncerConfig{Client: f, Prefix: DefaultPrefix, Store: NewStore(DefaultPrefix), Clock: clk,
+		OnLoadStart: func() { calls = append(calls, fmt.Sprintf("start gc=%d", gcPercent())) },
+		OnLoadEnd:   func(err error) { calls = append(calls, fmt.Sprintf("end %v gc=%d", err, gcPercent())) }}
+	sy := NewSyncer(cfg)
+	if err := sy.load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"start gc=77", "end <nil> gc=77"}; !slices.Equal(calls, want) || gcPercent() != 77 {
+		t.Errorf("hooks called %q, GC percentage %d after; want %q and 77 untouched", calls, gcPercent(), want)
 	}
 }
