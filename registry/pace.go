@@ -27,7 +27,7 @@ func (s *Syncer) spreadLoad(ctx context.Context) bool {
 	s.loadSpread = true
 	wait := rand.N(s.cfg.ReloadJitter)
 	s.cfg.Log.Info("full load after a random wait, spreading a fleet's loads", zap.Duration("wait", wait.Round(time.Millisecond)))
-	return sleep(ctx, wait)
+	return s.sleep(ctx, wait)
 }
 
 // pageSize is the page size of full reads: PageSize, and when paced no more
@@ -43,19 +43,20 @@ func (s *Syncer) pageSize() int64 {
 // pacer spaces the pages of one full read so that it reads at most rate
 // keys a second on average. A zero rate never waits.
 type pacer struct {
+	s     *Syncer
 	rate  int
 	start time.Time
 	keys  int
 }
 
-func newPacer(rate int) *pacer { return &pacer{rate: rate, start: time.Now()} }
+func (s *Syncer) newPacer(rate int) *pacer { return &pacer{s: s, rate: rate, start: s.clock.Now()} }
 
 // wait records that n more keys were read and sleeps until reading more
 // keeps the average at or below the rate. It reports false if ctx ended.
 func (p *pacer) wait(ctx context.Context, n int) bool {
 	p.keys += n
-	if d := paceDelay(p.rate, p.keys, time.Since(p.start)); d > 0 {
-		return sleep(ctx, d)
+	if d := paceDelay(p.rate, p.keys, p.s.since(p.start)); d > 0 {
+		return p.s.sleep(ctx, d)
 	}
 	return ctx.Err() == nil
 }

@@ -50,7 +50,7 @@ func (s *Syncer) readRange(ctx context.Context, prefix string, rev int64, fn fun
 	pages := make(chan page, 1)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pace := newPacer(s.cfg.LoadRate)
+	pace := s.newPacer(s.cfg.LoadRate)
 	go func() {
 		defer close(pages)
 		resp := first

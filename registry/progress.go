@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -32,12 +34,34 @@ import (
 const maxQuietCheck = 10 * time.Minute
 
 // watchdog decides, for one watch, when the snapshot is current and when the
-// watch has stalled. Only the watch loop's goroutine uses it.
+// watch has stalled. It runs in its own goroutine (run), beside the event
+// loop (Syncer.watch), which never waits for etcd: every request to etcd
+// the watchdog needs — its revision, a progress request, a check of the
+// prefix — is made here. The event loop tells it what it received through
+// the atomics below and the created channel; the watchdog moves the store
+// only forward (Store.confirm) and ends the watch by cancelling its
+// context with the reason.
 type watchdog struct {
 	s *Syncer
-	// lastResp is when the watch last showed life (a response, or a check
-	// that proved nothing was missed).
-	lastResp time.Time
+
+	// Set by the event loop. heardAt and progressAt are when (on the
+	// syncer's clock, unix nanoseconds) the watch last delivered a
+	// response and a progress notification; createdCh says the watch was
+	// created; catchUp is etcd's revision when it was, if the watch had
+	// history to replay: applying it means the snapshot is current.
+	heardAt    atomic.Int64
+	progressAt atomic.Int64
+	createdCh  chan struct{}
+	catchUp    atomic.Int64
+
+	// The rest is the watchdog goroutine's own.
+
+	// alive is when a check last proved that nothing was missed;
+	// heardSeen the last heardAt looked at, progressSeen the last
+	// progressAt.
+	alive        time.Time
+	heardSeen    int64
+	progressSeen int64
 	// progressAnswered records that etcd answered a progress request on
 	// this watch: the watch talks to etcd, not to a proxy.
 	progressAnswered bool
@@ -53,32 +77,118 @@ type watchdog struct {
 	// written every minute or so, a check after every event would cost a
 	// fleet more than it proves.
 	quietLimit time.Duration
-	// suspect is the snapshot revision at which a prefix check found
-	// changes the watch had not delivered, at suspectAt; a check a stall
-	// timeout later finding the same, with nothing heard meanwhile, tears
-	// the watch down.
+	// suspect is the revision at which a prefix check found changes the
+	// watch had not delivered, at suspectAt; a check a stall timeout later
+	// finding the same, with nothing heard meanwhile, tears the watch down.
 	suspect   int64
 	suspectAt time.Time
 }
 
 func newWatchdog(s *Syncer) *watchdog {
-	return &watchdog{s: s, lastResp: time.Now(), quietLimit: s.cfg.StallTimeout}
+	return &watchdog{s: s, alive: s.clock.Now(), quietLimit: s.cfg.StallTimeout, createdCh: make(chan struct{}, 1)}
 }
 
-// heard records a response on the watch.
-func (w *watchdog) heard() {
-	w.lastResp = time.Now()
-	w.suspect = 0
-}
+// heard records a response on the watch (event loop).
+func (w *watchdog) heard() { w.heardAt.Store(w.s.clock.Now().UnixNano()) }
 
-// progress records a progress notification. One that comes soon after a
-// request answers it; etcd also sends them unasked (every 10 minutes by
-// default), and the proxy forwards those.
-func (w *watchdog) progress() {
-	w.heard()
-	if time.Since(w.askedAt) < w.s.cfg.ProgressInterval {
-		w.progressAnswered = true
+// progress records a progress notification (event loop). One that comes
+// soon after a request answers it; etcd also sends them unasked (every 10
+// minutes by default), and the proxy forwards those.
+func (w *watchdog) progress() { w.progressAt.Store(w.s.clock.Now().UnixNano()) }
+
+// created tells the watchdog the watch was created (event loop).
+func (w *watchdog) created() {
+	select {
+	case w.createdCh <- struct{}{}:
+	default:
 	}
+}
+
+// applied tells that the events up to rev were applied (event loop): the
+// snapshot is current once they reach catchUp.
+func (w *watchdog) applied(rev int64) {
+	if c := w.catchUp.Load(); c != 0 && rev >= c && w.catchUp.CompareAndSwap(c, 0) {
+		w.s.markReady(0)
+	}
+}
+
+// run is the watchdog's goroutine: it checks once the watch is created and
+// then every ProgressInterval, until ctx ends or it finds the watch
+// stalled, when it cancels the watch with the reason.
+func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
+	t := w.s.clock.NewTicker(w.s.cfg.ProgressInterval)
+	defer t.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.createdCh:
+			err = w.onCreated(ctx)
+		case <-t.C():
+			err = w.tick(ctx)
+			if w.s.watchdogTicked != nil {
+				w.s.watchdogTicked(err)
+			}
+		}
+		if err != nil {
+			stop(err)
+			return
+		}
+	}
+}
+
+// onCreated reads etcd's revision once the watch runs. The snapshot is
+// current if it has reached that revision already; otherwise the watch
+// has history to replay, and the snapshot is current once the events up to
+// it are applied (or a progress notification comes, which etcd sends only
+// once everything before it was delivered).
+func (w *watchdog) onCreated(ctx context.Context) error {
+	s := w.s
+	cur, err := s.etcdRevision(ctx)
+	if err != nil {
+		return nil // the ticks ask again
+	}
+	if err := s.checkBehind(cur); err != nil {
+		return err
+	}
+	if cur <= s.cfg.Store.Revision() {
+		s.markReady(0)
+		return nil
+	}
+	w.catchUp.Store(cur)
+	// The event loop may have applied them meanwhile.
+	if s.cfg.Store.Revision() >= cur && w.catchUp.CompareAndSwap(cur, 0) {
+		s.markReady(0)
+	}
+	return nil
+}
+
+// observe takes in what the event loop recorded since the last look and
+// returns how long the watch has been quiet.
+func (w *watchdog) observe() time.Duration {
+	s := w.s
+	if h := w.heardAt.Load(); h > w.heardSeen {
+		w.heardSeen = h
+		w.suspect = 0
+	}
+	if p := w.progressAt.Load(); p > w.progressSeen {
+		w.progressSeen = p
+		if asked := w.askedAt.UnixNano(); !w.askedAt.IsZero() && p > asked-int64(s.cfg.ProgressInterval) && p < asked+int64(s.cfg.ProgressInterval) {
+			w.progressAnswered = true
+		}
+	}
+	last := w.alive
+	if h := time.Unix(0, w.heardSeen); w.heardSeen != 0 && h.After(last) {
+		last = h
+	}
+	return s.since(last)
+}
+
+// proved records that a check proved the watch missed nothing.
+func (w *watchdog) proved() {
+	w.alive = w.s.clock.Now()
+	w.suspect = 0
 }
 
 // askProgress requests a progress notification, unless the watch looks to
@@ -91,7 +201,7 @@ func (w *watchdog) askProgress(ctx context.Context) {
 		}
 		w.progressAsked++
 	}
-	w.askedAt = time.Now()
+	w.askedAt = w.s.clock.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.s.cfg.ProgressInterval)
 	_ = w.s.cfg.Client.RequestProgress(rctx)
 	cancel()
@@ -101,7 +211,7 @@ func (w *watchdog) askProgress(ctx context.Context) {
 // must be torn down.
 func (w *watchdog) tick(ctx context.Context) error {
 	s := w.s
-	quiet := time.Since(w.lastResp)
+	quiet := w.observe()
 	if s.ready.Load() && quiet <= s.cfg.ProgressInterval {
 		// The watch just spoke. Talking to etcd, keep asking it, so that
 		// silence means something.
@@ -122,12 +232,11 @@ func (w *watchdog) tick(ctx context.Context) error {
 	if err := s.checkBehind(cur); err != nil {
 		return err // etcd lost history the snapshot holds (restore.go)
 	}
-	rev := s.cfg.Store.Revision()
-	if cur <= rev {
+	if cur <= s.cfg.Store.Revision() {
 		// Nothing at all was written since the snapshot's revision (etcd
 		// sends no progress notification then, proxy or not).
-		w.heard()
-		s.markReady()
+		w.proved()
+		s.markReady(0)
 		return nil
 	}
 	if w.progressAnswered {
@@ -143,11 +252,16 @@ func (w *watchdog) tick(ctx context.Context) error {
 	if w.suspect == 0 && quiet <= w.quietLimit {
 		return nil
 	}
-	if w.suspect != 0 && time.Since(w.suspectAt) < s.cfg.StallTimeout {
+	if w.suspect != 0 && s.since(w.suspectAt) < s.cfg.StallTimeout {
 		return nil // changes were seen; give the watch a stall timeout to deliver them
 	}
 	// Behind a proxy (or before etcd answered a progress request): ask
-	// etcd whether anything under the prefix changed since the snapshot.
+	// etcd whether anything under the prefix changed since a revision the
+	// store has applied (the one its key count is for).
+	rev, n := s.keys.get()
+	if n < 0 {
+		rev = s.cfg.Store.Revision()
+	}
 	s.prefixChecks.Add(1)
 	unchanged, now, err := s.prefixUnchangedSince(ctx, rev)
 	why := "keys under the prefix changed after revision %d"
@@ -158,29 +272,29 @@ func (w *watchdog) tick(ctx context.Context) error {
 		}
 		return nil
 	case err != nil:
-		// The snapshot's revision was compacted, and the syncer has no key
-		// count of its own: whether something was deleted since cannot be
-		// told. Treat it as a change not delivered.
+		// The revision was compacted, and the syncer has no key count of
+		// its own: whether something was deleted since cannot be told.
+		// Treat it as a change not delivered.
 		why = "revision %d was compacted, so the prefix cannot be compared with it"
 	case unchanged:
 		// Everything under the prefix is as at rev: the snapshot is etcd's
-		// state at now, as a progress notification would have said.
-		if now > rev {
-			s.cfg.Store.Apply(now, nil)
-		}
-		w.heard()
+		// state at now, as a progress notification would have said. The
+		// store moves to now only if the watch has not taken it further
+		// meanwhile (Store.confirm).
+		w.proved()
 		w.quietLimit = min(2*w.quietLimit, max(maxQuietCheck, s.cfg.StallTimeout))
-		s.markReady()
+		s.keys.advance(now)
+		s.markReady(now)
 		return nil
 	}
 	if w.suspect == rev {
 		// Nothing heard for a stall timeout since the changes were seen.
 		// The key count may be what is wrong; the next watch counts anew.
-		s.keyCount = -1
+		s.keys.forget()
 		return fmt.Errorf("%w: "+why+", and the watch delivered nothing for %s",
 			errStalled, rev, quiet.Round(time.Second))
 	}
-	w.suspect, w.suspectAt = rev, time.Now()
+	w.suspect, w.suspectAt = rev, s.clock.Now()
 	return nil
 }
 
@@ -200,7 +314,8 @@ func (s *Syncer) prefixUnchangedSince(ctx context.Context, rev int64) (bool, int
 	last := clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
 		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
 	ops := []clientv3.Op{last}
-	if s.keyCount < 0 {
+	count, known := s.keys.known(rev)
+	if !known {
 		ops = append(ops, clientv3.OpGet(s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev)))
 	}
 	resp, err := s.cfg.Client.Txn(rctx).Then(ops...).Commit()
@@ -217,26 +332,84 @@ func (s *Syncer) prefixUnchangedSince(ctx context.Context, rev int64) (bool, int
 		if then == nil {
 			return false, 0, fmt.Errorf("prefix check: etcd answered without the count at revision %d", rev)
 		}
-		s.keyCount = then.Count
+		count = then.Count
+		s.keys.learn(rev, count)
 	}
 	if len(now.Kvs) > 0 && now.Kvs[0].ModRevision > rev {
 		return false, resp.Header.Revision, nil
 	}
-	return now.Count == s.keyCount, resp.Header.Revision, nil
+	return now.Count == count, resp.Header.Revision, nil
 }
 
-// countKey keeps keyCount in step with an applied event: a put of version
-// 1 created the key, a delete removed it.
-func (s *Syncer) countKey(e *clientv3.Event) {
-	if s.keyCount < 0 {
-		return
-	}
+// keyDelta is what an applied event changes the key count by: a put of
+// version 1 created the key, a delete removed it.
+func keyDelta(e *clientv3.Event) int64 {
 	switch {
 	case e.Type == mvccpb.DELETE:
-		s.keyCount--
+		return -1
 	case e.Kv.Version == 1:
-		s.keyCount++
+		return 1
 	}
+	return 0
+}
+
+// keyCount is the number of keys under the prefix at revision rev, one the
+// store has applied (n < 0: not known). The event loop keeps it in step
+// with the events it applies; the watchdog reads it, learns it from etcd
+// when not known, and forgets it when it may be wrong.
+type keyCount struct {
+	mu  sync.Mutex
+	rev int64
+	n   int64
+}
+
+func (k *keyCount) get() (rev, n int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.rev, k.n
+}
+
+// set records n keys at rev (a full load).
+func (k *keyCount) set(rev, n int64) {
+	k.mu.Lock()
+	k.rev, k.n = rev, n
+	k.mu.Unlock()
+}
+
+// add records events applied up to rev that changed the count by delta.
+func (k *keyCount) add(rev, delta int64) {
+	k.mu.Lock()
+	if k.n >= 0 {
+		k.n += delta
+	}
+	k.rev = max(k.rev, rev)
+	k.mu.Unlock()
+}
+
+// advance records that nothing changed up to rev (a progress notification).
+func (k *keyCount) advance(rev int64) { k.add(rev, 0) }
+
+// learn records a count read from etcd at rev, unless events applied
+// since made rev an old revision.
+func (k *keyCount) learn(rev, n int64) {
+	k.mu.Lock()
+	if k.n < 0 && rev >= k.rev {
+		k.rev, k.n = rev, n
+	}
+	k.mu.Unlock()
+}
+
+// known is the count at rev, if known.
+func (k *keyCount) known(rev int64) (int64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.n, k.n >= 0 && k.rev == rev
+}
+
+func (k *keyCount) forget() {
+	k.mu.Lock()
+	k.n = -1
+	k.mu.Unlock()
 }
 
 // stale reports whether an event of revision evRev is at or below the

@@ -220,7 +220,7 @@ func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 			t.Helper()
 			for _, known := range []bool{false, true} {
 				if !known {
-					sy.keyCount = -1
+					sy.keys.forget()
 				}
 				got, now, err := sy.prefixUnchangedSince(t.Context(), rev)
 				if err != nil || got != want || now < rev {
@@ -251,7 +251,7 @@ func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 		check(r, true, "a key created and deleted again")
 		// Compacted past rev: the count the syncer keeps still answers.
 		r = put(t, cli, "/elsewhere/"+name, "4")
-		sy.keyCount = -1
+		sy.keys.forget()
 		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
 			t.Fatalf("%s: unchanged since %d = %v, %v", name, r, ok, err)
 		}
@@ -262,7 +262,7 @@ func testPrefixUnchangedSince(t *testing.T, cli, proxied *clientv3.Client) {
 		if ok, _, err := sy.prefixUnchangedSince(t.Context(), r); !ok || err != nil {
 			t.Errorf("%s: compacted past %d, count kept: unchanged = %v, %v; want true", name, r, ok, err)
 		}
-		sy.keyCount = -1
+		sy.keys.forget()
 		if _, _, err := sy.prefixUnchangedSince(t.Context(), r); !errors.Is(err, rpctypes.ErrCompacted) {
 			t.Errorf("%s: compacted past %d, no count kept: error %v, want %v", name, r, err, rpctypes.ErrCompacted)
 		}

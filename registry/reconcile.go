@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
@@ -20,23 +18,24 @@ import (
 // counted, and repaired by a full load through the watch loop.
 
 func (s *Syncer) reconcileLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ReconcileInterval)
+	t := s.clock.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if !s.ready.Load() {
 			continue
 		}
 		diff, err := s.Reconcile(ctx)
-		// The pages read are garbage now. Collect and hand the memory
-		// back at once, on this goroutine (nothing waits for it): the GC
-		// would otherwise keep the heap grown by a reconcile's pages
-		// until the next one.
-		debug.FreeOSMemory()
+		// The pages read are garbage now; the program may collect and
+		// hand the memory back (cmd/meshdns does), on this goroutine:
+		// nothing waits for it.
+		if s.cfg.OnReconcileEnd != nil {
+			s.cfg.OnReconcileEnd()
+		}
 		if errors.Is(err, errHistoryReset) {
 			s.requestReload(err.Error())
 			continue

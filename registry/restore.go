@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 )
 
@@ -318,8 +319,8 @@ func (s *Syncer) watchChecked(ctx context.Context) error {
 	// clientv3's Watch returns only once etcd confirmed the watch; a member
 	// that hangs with its connection open never does, and no watchdog runs
 	// before Watch returns. Give up after StallTimeout without an answer.
-	started := time.Now().UnixNano()
-	created := time.AfterFunc(s.cfg.StallTimeout, func() {
+	started := s.clock.Now().UnixNano()
+	created := s.clock.AfterFunc(s.cfg.StallTimeout, func() {
 		if s.lastContact.Load() <= started {
 			cancel(fmt.Errorf("%w: etcd did not confirm the watch within %s", errStalled, s.cfg.StallTimeout))
 		}
@@ -337,7 +338,11 @@ func (s *Syncer) watchChecked(ctx context.Context) error {
 // the snapshot's witness of that moment (no event of a reconnected etcd can
 // be in it yet) and stops the running watch.
 func (s *Syncer) followConn(ctx context.Context) {
-	conn := s.cfg.Client.ActiveConnection()
+	c, ok := s.cfg.Client.(interface{ ActiveConnection() *grpc.ClientConn })
+	if !ok {
+		return // a client without a connection to follow (a test's fake)
+	}
+	conn := c.ActiveConnection()
 	state := conn.GetState()
 	wasReady := false
 	for {
@@ -394,7 +399,7 @@ func (s *Syncer) connect(ctx context.Context) error {
 			return ctx.Err()
 		}
 		s.fail("client", err)
-		if !sleep(ctx, jitter(backoff)) {
+		if !s.sleep(ctx, jitter(backoff)) {
 			return ctx.Err()
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -403,7 +408,7 @@ func (s *Syncer) connect(ctx context.Context) error {
 
 // Client waits until the syncer has its etcd client and returns it; nil
 // when ctx ends first or Run ended without one.
-func (s *Syncer) Client(ctx context.Context) *clientv3.Client {
+func (s *Syncer) Client(ctx context.Context) Etcd {
 	select {
 	case <-s.hist.client:
 		return s.cfg.Client

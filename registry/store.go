@@ -165,6 +165,24 @@ func (s *Store) Apply(rev int64, evs []Event) {
 	s.notify(old, next, evs)
 }
 
+// confirm publishes the snapshot as confirmed by etcd up to revision rev:
+// at rev if that is past its own revision, and no longer marked stale. It
+// never moves the revision back, so the syncer's watchdog may call it while
+// the watch applies later events. Nothing is published when the snapshot is
+// already unmarked at or past rev.
+func (s *Store) confirm(rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.snap.Load()
+	if old == nil || (rev <= old.Revision && !old.Stale) {
+		return
+	}
+	next := s.st.publish(old, max(rev, old.Revision), &s.gen, s.now())
+	s.logInvalid()
+	s.snap.Store(next)
+	s.notify(old, next, nil)
+}
+
 func (s *Store) notify(old, next *Snapshot, evs []Event) {
 	for _, fn := range s.listeners {
 		fn(old, next, evs)

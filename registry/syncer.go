@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +15,18 @@ import (
 	"go.uber.org/zap"
 )
 
+// Etcd is what the syncer uses of an etcd client: reads (clientv3.KV),
+// watches and progress requests (clientv3.Watcher). A *clientv3.Client is
+// one; unit tests pass fakes. A client that also has ActiveConnection, as
+// *clientv3.Client does, has its connection followed (restore.go).
+type Etcd interface {
+	clientv3.KV
+	clientv3.Watcher
+}
+
 // SyncerConfig configures a Syncer.
 type SyncerConfig struct {
-	Client *clientv3.Client
+	Client Etcd
 	Prefix string
 	Store  *Store
 	Log    *zap.Logger
@@ -28,12 +36,17 @@ type SyncerConfig struct {
 	// 9 s of etcd CPU, for 1.1 million keys in pages of 10,000. Default
 	// 100,000 (about 20 MB a page at meshbench's value sizes).
 	PageSize int64
-	// LoadGCPercent, when above 0, is the GC percentage (GOGC) while a
-	// full load builds the registry, restored afterwards: the heap grows
-	// by the whole registry, and collecting at every doubling marks the
-	// growing registry again and again. The process-wide memory limit
-	// (debug.SetMemoryLimit), if any, still bounds the heap.
-	LoadGCPercent int
+	// OnLoadStart and OnLoadEnd, when set, are called on Run's goroutine
+	// before and after each full load (OnLoadEnd with the load's error, nil
+	// when it was committed), and OnReconcileEnd after each periodic
+	// reconcile. The registry changes no process-wide runtime state
+	// itself: a program tunes its garbage collector in these (cmd/meshdns
+	// raises GOGC during a load and hands memory back after one).
+	OnLoadStart    func()
+	OnLoadEnd      func(err error)
+	OnReconcileEnd func()
+	// Clock is the time the syncer runs on (default: the real clock).
+	Clock Clock
 	// ProgressInterval is how often the watch asks etcd for a progress
 	// notification, proving the watch is alive and current.
 	ProgressInterval time.Duration
@@ -97,7 +110,8 @@ type Status struct {
 // ahead: the store's revision only moves with events or progress
 // notifications that etcd sent.
 type Syncer struct {
-	cfg SyncerConfig
+	cfg   SyncerConfig
+	clock Clock
 
 	ready         atomic.Bool
 	lastContact   atomic.Int64 // unix nanoseconds
@@ -117,9 +131,12 @@ type Syncer struct {
 	loadSpread bool
 	// prefixChecks counts the watchdog's checks of the prefix (progress.go).
 	prefixChecks atomic.Uint64
-	// keyCount is the number of keys under the prefix at the snapshot's
-	// revision, or -1 when not known (progress.go; Run's goroutine only).
-	keyCount int64
+	// keys is the number of keys under the prefix at a revision the
+	// store has applied (progress.go).
+	keys keyCount
+	// watchdogTicked, when set (tests), is called after each of the
+	// watchdog's ticks with its verdict.
+	watchdogTicked func(error)
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
@@ -139,7 +156,11 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	s := &Syncer{cfg: cfg, reload: make(chan string, 1), hist: historyState{client: make(chan struct{})}, keyCount: -1}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	s := &Syncer{cfg: cfg, clock: cfg.Clock, reload: make(chan string, 1), hist: historyState{client: make(chan struct{})}}
+	s.keys.forget()
 	s.clusterID.Store(cfg.ClusterID)
 	return s
 }
@@ -176,7 +197,7 @@ func (s *Syncer) Status() Status {
 	last := time.Unix(0, s.lastContact.Load())
 	resetting := s.resetPending()
 	return Status{
-		Ready:         s.ready.Load() && resetting == "" && time.Since(last) < s.cfg.StallTimeout,
+		Ready:         s.ready.Load() && resetting == "" && s.since(last) < s.cfg.StallTimeout,
 		Revision:      s.cfg.Store.Revision(),
 		LastContact:   last,
 		Loads:         s.loads.Load(),
@@ -217,7 +238,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 			if err := s.load(ctx); err != nil {
 				s.fail("full load", err)
-				if !sleep(ctx, jitter(backoff)) {
+				if !s.sleep(ctx, jitter(backoff)) {
 					break
 				}
 				backoff = min(2*backoff, 5*time.Second)
@@ -227,7 +248,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.loaded()
 			needLoad, s.loadSpread = false, false
 		}
-		start := time.Now()
+		start := s.clock.Now()
 		err := s.watchChecked(ctx)
 		s.ready.Store(false)
 		if ctx.Err() != nil {
@@ -256,10 +277,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 		} else {
 			s.fail("watch", err)
 		}
-		if time.Since(start) > time.Minute {
+		if s.since(start) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
-		if !sleep(ctx, jitter(backoff)) {
+		if !s.sleep(ctx, jitter(backoff)) {
 			break
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -274,17 +295,20 @@ func (s *Syncer) fail(what string, err error) {
 	last := time.Unix(0, s.lastContact.Load())
 	s.cfg.Log.Warn("etcd "+what+" failed; answering from the last snapshot",
 		zap.Error(err), zap.Int64("revision", s.cfg.Store.Revision()),
-		zap.Duration("since_last_contact", time.Since(last).Round(time.Millisecond)))
+		zap.Duration("since_last_contact", s.since(last).Round(time.Millisecond)))
 }
 
-func (s *Syncer) contact() { s.lastContact.Store(time.Now().UnixNano()) }
+func (s *Syncer) contact() { s.lastContact.Store(s.clock.Now().UnixNano()) }
 
 // load reads every key under the prefix at one revision, in pages, and
 // replaces the store's snapshot with it.
-func (s *Syncer) load(ctx context.Context) error {
-	start := time.Now()
-	if s.cfg.LoadGCPercent > 0 {
-		defer debug.SetGCPercent(debug.SetGCPercent(s.cfg.LoadGCPercent))
+func (s *Syncer) load(ctx context.Context) (err error) {
+	start := s.clock.Now()
+	if s.cfg.OnLoadStart != nil {
+		s.cfg.OnLoadStart()
+	}
+	if s.cfg.OnLoadEnd != nil {
+		defer func() { s.cfg.OnLoadEnd(err) }()
 	}
 	l := s.cfg.Store.BeginLoad()
 	rev, n, err := s.readAll(ctx, 0, func(kvs []*mvccpb.KeyValue) {
@@ -297,47 +321,52 @@ func (s *Syncer) load(ctx context.Context) error {
 	}
 	l.ResolveClaims(s.getAt(ctx))
 	l.Commit(rev)
-	s.keyCount = int64(n)
+	s.keys.set(rev, int64(n))
 	s.loads.Add(1)
-	// The replaced snapshot and the pages read are garbage now: hand the
-	// memory back soon instead of holding the reload's peak until the next
-	// GC (which an idle server may not run for minutes) — but not here:
-	// a forced GC of a big heap takes a long time (159 ms at 100,000
-	// machines), and the watch, whose first events wait for it, starts
-	// only when load returns. Queries never wait for it either way.
-	go debug.FreeOSMemory()
 	s.cfg.Log.Info("registry loaded", zap.Int("keys", n), zap.Int64("revision", rev),
-		zap.Int("invalid", s.cfg.Store.InvalidCount()), zap.Duration("took", time.Since(start).Round(time.Millisecond)))
+		zap.Int("invalid", s.cfg.Store.InvalidCount()), zap.Duration("took", s.since(start).Round(time.Millisecond)))
 	return nil
 }
 
 // watch follows the registry from revision from until the watch fails.
+// This is the event loop: it receives the watch's responses and applies
+// them to the store, and never waits for an answer from etcd. The
+// watchdog (progress.go) runs beside it in a goroutine of its own, asks
+// etcd what it needs to know, and ends the watch, cancelling its context
+// with the reason, when it has stalled.
 func (s *Syncer) watch(ctx context.Context, from int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
+	wctx, stop := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
+	defer stop(nil)
 	wch := s.cfg.Client.Watch(wctx, s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(from),
 		clientv3.WithProgressNotify(), clientv3.WithCreatedNotify())
-	ticker := time.NewTicker(s.cfg.ProgressInterval)
-	defer ticker.Stop()
-	// The watchdog (progress.go) tells when the snapshot is current and
-	// when the watch stalled, with or without a gRPC proxy in between.
+	// The watchdog tells when the snapshot is current and when the watch
+	// stalled, with or without a gRPC proxy in between. It has ended
+	// before watch returns.
 	wd := newWatchdog(s)
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		wd.run(wctx, stop)
+	}()
+	defer func() {
+		stop(nil)
+		<-wdDone
+	}()
 	var evs []Event
-	// catchUp is etcd's revision when the watch started with history to
-	// replay: reaching it means the snapshot is current.
-	var catchUp int64
 	for {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ticker.C:
-			if err := wd.tick(wctx); err != nil {
+		case <-wctx.Done():
+			if err := ctx.Err(); err != nil {
 				return err
 			}
+			return context.Cause(wctx) // the watchdog's verdict
 		case why := <-s.reload:
 			return fmt.Errorf("%w: %s", errReload, why)
 		case resp, ok := <-wch:
 			if !ok {
+				if err := context.Cause(wctx); err != nil && ctx.Err() == nil {
+					return err
+				}
 				return errors.New("watch channel closed")
 			}
 			if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
@@ -354,17 +383,9 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			if resp.Created {
 				// Created says the watch runs, not that we have caught up:
 				// a watch resumed from a local copy's old revision has
-				// history to replay. It is current if etcd has not reached
-				// its start yet; otherwise the progress notification we ask
-				// for comes once everything before it was delivered.
-				if cur, err := s.etcdRevision(wctx); err == nil && s.checkBehind(cur) != nil {
-					return errHistoryReset
-				} else if err == nil && cur < from {
-					s.markReady()
-				} else if err == nil {
-					// Caught up once the events up to cur are applied.
-					catchUp = cur
-				}
+				// history to replay. The watchdog reads etcd's revision
+				// to tell (watchdog.created).
+				wd.created()
 				continue
 			}
 			if resp.IsProgressNotify() {
@@ -375,19 +396,17 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 				}
 				wd.progress()
 				// Everything up to this revision has been delivered.
-				if resp.Header.Revision > s.cfg.Store.Revision() {
-					s.cfg.Store.Apply(resp.Header.Revision, nil)
-				}
-				s.markReady()
+				s.keys.advance(resp.Header.Revision)
+				s.markReady(resp.Header.Revision)
 				continue
 			}
 			evs = evs[:0]
-			var rev int64
+			var rev, delta int64
 			for _, e := range resp.Events {
 				if stale(s.cfg.Store.Revision(), e.Kv.ModRevision) {
 					continue
 				}
-				s.countKey(e)
+				delta += keyDelta(e)
 				ev := eventOf(e.Kv)
 				if e.Type == mvccpb.DELETE {
 					ev.Delete = true
@@ -397,23 +416,22 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 			}
 			if len(evs) > 0 {
 				s.cfg.Store.Apply(rev, evs)
+				s.keys.add(rev, delta)
 			}
-			if catchUp != 0 && rev >= catchUp {
-				s.markReady()
-				catchUp = 0
-			}
+			wd.applied(rev)
 		}
 	}
 }
 
-// markReady records that the snapshot is confirmed current with etcd. A
-// snapshot still marked stale (read from the local copy) is republished
-// unmarked, so readiness and reconciles see it as confirmed even when
-// nothing was written to etcd since the copy was made.
-func (s *Syncer) markReady() {
-	if snap := s.cfg.Store.Snapshot(); snap != nil && snap.Stale {
-		s.cfg.Store.Apply(snap.Revision, nil)
-	}
+// markReady records that the snapshot is confirmed current with etcd up to
+// revision rev (0: its own). The store moves to rev only if it is not
+// already past it, inside its lock, so the watchdog may call this while the
+// event loop applies later events; a snapshot still marked stale (read from
+// the local copy) is republished unmarked, so readiness and reconciles see
+// it as confirmed even when nothing was written to etcd since the copy was
+// made.
+func (s *Syncer) markReady(rev int64) {
+	s.cfg.Store.confirm(rev)
 	s.ready.Store(true)
 }
 
@@ -428,17 +446,6 @@ func (s *Syncer) etcdRevision(ctx context.Context) (int64, error) {
 	}
 	s.contact()
 	return resp.Header.Revision, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // jitter spreads retries of a fleet of servers over [d/2, d).

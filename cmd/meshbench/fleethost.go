@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +103,14 @@ func newFleetHost(i int, c hostConfig) (*fleetHost, error) {
 	// As cmd/meshdns configures its syncer, minus the periodic reconcile
 	// (every 5 minutes by default: never within a run).
 	h.syncer = registry.NewSyncer(registry.SyncerConfig{Client: h.cli, Prefix: c.Prefix, Store: h.store,
-		ClusterID: cluster, ReloadJitter: 5 * time.Second})
+		ClusterID: cluster, ReloadJitter: 5 * time.Second,
+		// The registry hands no memory back itself any more: as before,
+		// after every completed load.
+		OnLoadEnd: func(err error) {
+			if err == nil {
+				go debug.FreeOSMemory()
+			}
+		}})
 	return h, nil
 }
 

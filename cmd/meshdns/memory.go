@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/meshdns/meshdns/dnsserver"
 )
 
 // Memory settings. meshdns holds the whole registry in memory (about 400
@@ -49,12 +53,88 @@ func autoGCPercent(live uint64) int {
 }
 
 // loadGCPercent is the GC percentage while a full load builds the registry
-// (registry.SyncerConfig.LoadGCPercent): the heap grows by the whole
-// registry then, and collecting at every doubling marks it again and again;
-// at 400 a load of 1M machines peaked at 1.4 GiB of heap.
+// (gcOwner.loadStart): the heap grows by the whole registry then, and
+// collecting at every doubling marks it again and again; at 400 a load of
+// 1M machines peaked at 1.4 GiB of heap.
 const loadGCPercent = 200
 
-// memorySettings are what applyMemorySettings chose, for the start-up log.
+// gcOwner is the one owner of the GC percentage (GOGC) while meshdns runs:
+// the registry changes no runtime state itself and calls the load hooks
+// instead (registry.SyncerConfig.OnLoadStart, OnLoadEnd). While a full load
+// runs the percentage is loadGCPercent; the loop that follows the live heap
+// (adjustGCPercent) records what it wants meanwhile, and the end of the
+// load sets that, never a value saved at the start of the load.
+type gcOwner struct {
+	mu      sync.Mutex
+	want    int // what the settings or the loop want outside loads
+	loading int // full loads running
+	// set sets the GC percentage (debug.SetGCPercent; tests replace it).
+	set func(int) int
+}
+
+func newGCOwner(percent int) *gcOwner {
+	return &gcOwner{want: percent, set: debug.SetGCPercent}
+}
+
+// follow records the percentage wanted outside loads, and sets it unless
+// a load runs.
+func (g *gcOwner) follow(p int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.want = p
+	if g.loading == 0 {
+		g.set(p)
+	}
+}
+
+// loadStart is the syncer's OnLoadStart.
+func (g *gcOwner) loadStart() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.loading++
+	if g.loading == 1 {
+		g.set(loadGCPercent)
+	}
+}
+
+// loadEnd is the syncer's OnLoadEnd: the percentage wanted now comes back.
+// After a completed load, the replaced snapshot and the pages read are
+// garbage: the memory is handed back soon instead of holding the reload's
+// peak until the next GC (which an idle server may not run for minutes) —
+// but not on the syncer's goroutine: a forced GC of a big heap takes a long
+// time (159 ms at 100,000 machines), and the watch, whose first events
+// wait for it, starts only when the load returns.
+func (g *gcOwner) loadEnd(err error) {
+	g.mu.Lock()
+	g.loading--
+	if g.loading == 0 {
+		g.set(g.want)
+	}
+	g.mu.Unlock()
+	if err == nil {
+		go debug.FreeOSMemory()
+	}
+}
+
+// reconcileEnd is the syncer's OnReconcileEnd: a reconcile's pages are
+// garbage now; collect and hand the memory back at once (the reconcile's
+// goroutine, which nothing waits for), or the GC would keep the heap grown
+// by them until the next one.
+func (g *gcOwner) reconcileEnd() { debug.FreeOSMemory() }
+
+// procsForBlockingUDP sizes the process for blocking UDP readers
+// (--udp-blocking): one socket per P meshdns started with, and each reader
+// holds a P while it waits in recvmmsg. One P more than readers leaves the
+// runtime (timers, TCP, etcd, GC) a P of its own, so the scheduler never
+// has to take a P from a reader in its system call and hand it back when
+// the call returns. A blocked reader uses no CPU, so Ps beyond the cores
+// cost nothing until every reader is busy at once.
+func procsForBlockingUDP(c *dnsserver.Config) {
+	c.UDPSockets = runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(c.UDPReaders() + 1)
+}
+
+// memorySettings are what the memory settings came to, for the log.
 type memorySettings struct {
 	GCPercent   int   // at start
 	AutoGC      bool  // follow the live heap (adjustGCPercent)
@@ -70,18 +150,9 @@ var (
 	envMemoryLimit = debug.SetMemoryLimit(-1)
 )
 
-// applyMemorySettings sets the GC percentage and the soft memory limit from
-// the flags, the environment and the cgroup.
-func applyMemorySettings(o *options) memorySettings {
-	var ms memorySettings
-	ms.GCPercent, ms.AutoGC = applyGCPercent(o)
-	ms.LimitBytes, ms.LimitSource = applyMemoryLimit(o)
-	return ms
-}
-
-// applyGCPercent sets the GC percentage of --gc-percent; auto: it is to
-// follow the live heap (adjustGCPercent).
-func applyGCPercent(o *options) (percent int, auto bool) {
+// gcPercentOf is the GC percentage of --gc-percent; auto: it is to follow
+// the live heap (adjustGCPercent). gcOwner sets it.
+func gcPercentOf(o *options) (percent int, auto bool) {
 	switch {
 	case o.gcPercent != 0:
 		percent = o.gcPercent
@@ -90,7 +161,6 @@ func applyGCPercent(o *options) (percent int, auto bool) {
 	default:
 		percent, auto = autoGCPercent(0), true
 	}
-	debug.SetGCPercent(percent)
 	return percent, auto
 }
 
@@ -118,8 +188,11 @@ func applyMemoryLimit(o *options) (limit int64, source string) {
 // every reload that changes them, and runs adjustGCPercent while the GC
 // percentage follows the live heap.
 type memoryTuner struct {
-	ctx      context.Context // serve's; nil: no adjustGCPercent (tests)
-	log      *zap.Logger
+	ctx context.Context // serve's; nil: no adjustGCPercent (tests)
+	log *zap.Logger
+	// gc owns the GC percentage: the settings and adjustGCPercent go
+	// through it, and so do the registry's loads (run.go).
+	gc       *gcOwner
 	interval time.Duration // of adjustGCPercent
 
 	applied     bool
@@ -131,7 +204,7 @@ type memoryTuner struct {
 }
 
 func newMemoryTuner(ctx context.Context, log *zap.Logger) *memoryTuner {
-	return &memoryTuner{ctx: ctx, log: log, interval: 10 * time.Second}
+	return &memoryTuner{ctx: ctx, log: log, interval: 10 * time.Second, gc: newGCOwner(autoGCPercent(0))}
 }
 
 // apply makes o's memory settings those in force, logging them when they
@@ -147,14 +220,15 @@ func (m *memoryTuner) apply(o *options) {
 		// Stop the loop first, and wait: it must not overwrite the new
 		// percentage with one from the live heap.
 		m.stopFollowing()
-		m.ms.GCPercent, m.ms.AutoGC = applyGCPercent(o)
+		m.ms.GCPercent, m.ms.AutoGC = gcPercentOf(o)
+		m.gc.follow(m.ms.GCPercent)
 		if m.ms.AutoGC && m.ctx != nil {
 			ctx, cancel := context.WithCancel(m.ctx)
 			done := make(chan struct{})
 			m.stopAuto, m.autoDone = cancel, done
 			go func() {
 				defer close(done)
-				adjustGCPercent(ctx, m.interval, m.log.Named("memory"))
+				adjustGCPercent(ctx, m.interval, m.gc, m.log.Named("memory"))
 			}()
 		}
 	}
@@ -183,9 +257,9 @@ func (ms memorySettings) fields() []zap.Field {
 }
 
 // adjustGCPercent sets the GC percentage from the live heap every interval
-// until ctx ends (a full load sets its own while it runs, and restores the
-// one before it).
-func adjustGCPercent(ctx context.Context, interval time.Duration, log *zap.Logger) {
+// until ctx ends, through g (which holds it at loadGCPercent while a full
+// load runs).
+func adjustGCPercent(ctx context.Context, interval time.Duration, g *gcOwner, log *zap.Logger) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	cur := autoGCPercent(0)
 	t := time.NewTicker(interval)
@@ -202,7 +276,7 @@ func adjustGCPercent(ctx context.Context, interval time.Duration, log *zap.Logge
 		}
 		live := sample[0].Value.Uint64()
 		if p := autoGCPercent(live); p != cur {
-			debug.SetGCPercent(p)
+			g.follow(p)
 			log.Debug("GC percentage follows the live heap", zap.Int("gc_percent", p), zap.Uint64("live_bytes", live))
 			cur = p
 		}

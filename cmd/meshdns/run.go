@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -48,6 +47,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	raiseOpenFiles(o.maxTCPConns, log)
 	mem := newMemoryTuner(ctx, log)
 	mem.apply(o) // before the first load; SIGHUP applies changes (runtimeSettings)
+	gc := mem.gc // the one owner of GOGC, also through the registry's loads
 
 	m := metrics.New()
 	store := registry.NewStore(o.etcdPrefix, registry.WithLogger(log.Named("registry")),
@@ -79,7 +79,8 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		loadJitter = 0
 	}
 	syncer := registry.NewSyncer(registry.SyncerConfig{Connect: connect, Prefix: o.etcdPrefix, Store: store, Log: log.Named("sync"),
-		ClusterID: cluster, ReconcileInterval: o.reconcileInterval, LoadGCPercent: loadGCPercent,
+		ClusterID: cluster, ReconcileInterval: o.reconcileInterval,
+		OnLoadStart: gc.loadStart, OnLoadEnd: gc.loadEnd, OnReconcileEnd: gc.reconcileEnd,
 		ReloadJitter: loadJitter, LoadRate: o.loadRate})
 	m.WatchRegistry(store, syncer.Status)
 
@@ -118,14 +119,7 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 	}
 	dcfg := rs.dnsConfig(o)
 	if o.udpBlocking {
-		// Each blocking reader holds a P while it waits in recvmmsg. One P
-		// more than readers leaves the runtime (timers, TCP, etcd, GC) a P
-		// of its own, so the scheduler never has to take a P from a reader
-		// in its system call and hand it back when the call returns. A
-		// blocked reader uses no CPU, so Ps beyond the cores cost nothing
-		// until every reader is busy at once.
-		dcfg.UDPSockets = runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(dcfg.UDPReaders() + 1)
+		procsForBlockingUDP(&dcfg)
 	}
 	srv := dnsserver.New(dcfg, store)
 	if err := srv.Start(); err != nil {
