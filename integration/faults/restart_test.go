@@ -19,6 +19,12 @@ import (
 // etcd's revision; the slack is for a loaded 2-core machine.
 const readyAfterRestart = 10 * time.Second
 
+// localCopyAnswerBound is how soon after its start a meshdns with a local
+// copy must answer from it: 100-350 ms on a quiet 2-core machine, 1.2-1.5 s
+// seen with the suite and three compiles sharing the cores. An answer that
+// waited for etcd would take at least the client's 5 s dial timeout.
+const localCopyAnswerBound = 2500 * time.Millisecond
+
 // TestRestartOnCurrentLocalCopyBecomesReady is the regression test of
 // 3f68cbc: meshdns restarted on a local copy that is as new as etcd (nothing
 // was written while it was down) answers from the copy at once and becomes
@@ -77,8 +83,8 @@ func TestRestartOnCurrentLocalCopyBecomesReady(t *testing.T) {
 	code, body, err := httpGet(m.HTTPAddr(), "/readyz")
 	t.Logf("restarted on a current local copy: first answer %v after process start; /readyz then: %d %q %v",
 		first.Round(time.Millisecond), code, strings.TrimSpace(body), err)
-	if first > time.Second {
-		t.Errorf("first answer %v after process start, want ≤ 1s (from the local copy)", first.Round(time.Millisecond))
+	if first > localCopyAnswerBound {
+		t.Errorf("first answer %v after process start, want ≤ %v (from the local copy)", first.Round(time.Millisecond), localCopyAnswerBound)
 	}
 
 	body, _ = waitReadyz(t, m.HTTPAddr(), http.StatusOK, readyAfterRestart)
