@@ -145,11 +145,12 @@ func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 // once everything before it was delivered).
 func (w *watchdog) onCreated(ctx context.Context) error {
 	s := w.s
+	snapRev := s.cfg.Store.Revision()
 	cur, err := s.etcdRevision(ctx)
 	if err != nil {
 		return nil // the ticks ask again
 	}
-	if err := s.checkBehind(cur); err != nil {
+	if err := s.checkBehind(cur, snapRev); err != nil {
 		return err
 	}
 	if cur <= s.cfg.Store.Revision() {
@@ -222,6 +223,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	}
 	// Not ready yet, or quiet: what does etcd say? A read of one key
 	// costs etcd next to nothing and keeps LastContact fresh.
+	snapRev := s.cfg.Store.Revision()
 	cur, err := s.etcdRevision(ctx)
 	if err != nil {
 		if quiet > s.cfg.StallTimeout {
@@ -229,7 +231,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := s.checkBehind(cur); err != nil {
+	if err := s.checkBehind(cur, snapRev); err != nil {
 		return err // etcd lost history the snapshot holds (restore.go)
 	}
 	if cur <= s.cfg.Store.Revision() {

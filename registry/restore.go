@@ -180,9 +180,13 @@ func (s *Store) markStale() {
 }
 
 // checkBehind resets when cur, etcd's revision from a linearizable read, is
-// behind the snapshot's: etcd lost history the snapshot holds.
-func (s *Syncer) checkBehind(cur int64) error {
-	if rev := s.cfg.Store.Revision(); cur < rev {
+// behind rev, the snapshot's revision read before that request was sent:
+// etcd lost history the snapshot holds. The snapshot's revision read after
+// the answer would not do: the watch (on another goroutine than the
+// watchdog's) may have applied writes made since the read, and a snapshot
+// ahead of a revision etcd reported a moment earlier is no reset.
+func (s *Syncer) checkBehind(cur, rev int64) error {
+	if cur < rev {
 		return s.historyReset(ResetRevisionBehind, fmt.Sprintf("etcd is at revision %d, the snapshot at %d", cur, rev))
 	}
 	return nil
@@ -200,6 +204,7 @@ func (s *Syncer) checkHistory(ctx context.Context) error {
 	// watch up for long (the next attempt may reach another).
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.StallTimeout)
 	defer cancel()
+	snapRev := s.cfg.Store.Revision()
 	resp, err := s.cfg.Client.Get(rctx, s.cfg.Prefix, clientv3.WithCountOnly())
 	if err != nil {
 		return fmt.Errorf("read etcd's revision: %w", err)
@@ -208,7 +213,7 @@ func (s *Syncer) checkHistory(ctx context.Context) error {
 	if err := s.noteCluster(resp.Header.ClusterId); err != nil {
 		return err
 	}
-	if err := s.checkBehind(resp.Header.Revision); err != nil {
+	if err := s.checkBehind(resp.Header.Revision, snapRev); err != nil {
 		return err
 	}
 	s.hist.mu.Lock()

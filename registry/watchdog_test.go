@@ -137,6 +137,9 @@ type stubEtcd struct {
 	txnAt                  []time.Time
 	clock                  *fakeClock
 	duringTxn              func()
+	// afterRevRead runs once a read of etcd's revision has its answer,
+	// before the caller sees it (what etcd and the watch do meanwhile).
+	afterRevRead func()
 	watches                []chan clientv3.WatchResponse
 }
 
@@ -163,9 +166,13 @@ func (f *stubEtcd) Get(ctx context.Context, key string, opts ...clientv3.OpOptio
 		return nil, err
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	resp := &clientv3.GetResponse{Header: f.header(), Count: f.count}
 	f.rev += f.busy
+	after := f.afterRevRead
+	f.mu.Unlock()
+	if countOnly && after != nil {
+		after()
+	}
 	return resp, nil
 }
 
@@ -397,6 +404,31 @@ func TestWatchdogBehindSnapshotResets(t *testing.T) {
 		}
 		if !errors.Is(err, errHistoryReset) || s.Status().Resetting != ResetRevisionBehind {
 			t.Errorf("created %v: %v, resetting %q; want a history reset (%s)", created, err, s.Status().Resetting, ResetRevisionBehind)
+		}
+	}
+}
+
+// TestWatchdogNoResetForWritesAfterTheRead: etcd answers revision 20;
+// before the watchdog compares, etcd takes a write and the watch (another
+// goroutine) applies it at 25. A snapshot ahead of a revision etcd reported
+// a moment earlier is no lost history: comparing with the snapshot's
+// revision read after the answer made this a false history reset, and a
+// full load, on every busy host.
+func TestWatchdogNoResetForWritesAfterTheRead(t *testing.T) {
+	for _, created := range []bool{false, true} {
+		s, w, f, clk := watchdogOn(t, 20)
+		f.afterRevRead = func() {
+			s.cfg.Store.Apply(25, []Event{{Key: DefaultPrefix + "orgs/acme", Value: []byte(`{"network":"fdaa:0:18::/48"}`), CreateRevision: 25, ModRevision: 25, Version: 1}})
+		}
+		clk.Advance(2 * time.Second)
+		var err error
+		if created {
+			err = w.onCreated(t.Context())
+		} else {
+			err = w.tick(t.Context())
+		}
+		if err != nil || s.Status().Resetting != "" {
+			t.Errorf("created %v: %v, resetting %q; want no reset", created, err, s.Status().Resetting)
 		}
 	}
 }
