@@ -140,7 +140,7 @@ type stubEtcd struct {
 	// afterRevRead runs once a read of etcd's revision has its answer,
 	// before the caller sees it (what etcd and the watch do meanwhile).
 	afterRevRead func()
-	watches                []chan clientv3.WatchResponse
+	watches      []chan clientv3.WatchResponse
 }
 
 func (f *stubEtcd) header() *pb.ResponseHeader {
