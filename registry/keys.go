@@ -83,6 +83,18 @@ func (k Key) Path() string {
 
 func (k Key) String() string { return k.Path() }
 
+// Dir is the directory below the registry prefix that holds the keys of
+// kind, narrowed by the leading names of their paths (an org, then an
+// app): Dir(KindPeer, "acme") is "peers/acme/", Dir(KindMachine) is
+// "machines/". It is what List and prefix reads take.
+func Dir(kind Kind, names ...string) string {
+	d := kindDirs[kind] + "/"
+	for _, n := range names {
+		d += n + "/"
+	}
+	return d
+}
+
 // ParseKey splits an etcd key (with the registry prefix) into a Key. It
 // checks the key's shape and the syntax of every name in it, so a Key that
 // parsed can be trusted as far as its names go.

@@ -25,6 +25,9 @@ type Writer struct {
 	// beforeCommit, when set (tests), runs after PutAll's checks and
 	// before its first write: the window its guards close.
 	beforeCommit func()
+	// beforePeerCommit, when set (tests), runs after CreatePeer's read
+	// and before its guarded write.
+	beforePeerCommit func()
 }
 
 // NewWriter returns a Writer for keys under prefix.

@@ -13,10 +13,13 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshdns/meshdns/internal/etcdclient"
+	"github.com/meshdns/meshdns/internal/etcdclient/etcdclienttest"
 	"github.com/meshdns/meshdns/internal/etcdtest"
 	"github.com/spf13/pflag"
 )
@@ -34,7 +37,8 @@ func parseGlobals(t *testing.T, args ...string) *globalFlags {
 }
 
 func TestClientConfig(t *testing.T) {
-	t.Setenv(passwordEnv, "") // the cases that want it set it themselves
+	t.Setenv(etcdclient.PasswordEnv, "") // the cases that want them set them themselves
+	t.Setenv(oldPasswordEnv, "")
 	certs := writeTestCerts(t)
 	ca, cert, key := certs+"/ca.pem", certs+"/client.pem", certs+"/client-key.pem"
 
@@ -52,7 +56,8 @@ func TestClientConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(cfg.Endpoints, " "); got != "10.0.0.1:2379 10.0.0.2:2379 https://10.0.0.3:2379" {
+		// Shuffled, like meshdns's, so a fleet of callers spreads out.
+		if got := strings.Join(slices.Sorted(slices.Values(cfg.Endpoints)), " "); got != "10.0.0.1:2379 10.0.0.2:2379 https://10.0.0.3:2379" {
 			t.Errorf("endpoints %s", got)
 		}
 	})
@@ -91,13 +96,20 @@ func TestClientConfig(t *testing.T) {
 		}
 	})
 	t.Run("password from the environment", func(t *testing.T) {
-		t.Setenv(passwordEnv, "fromenv")
-		cfg, err := parseGlobals(t, "--user", "alice").clientConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Username != "alice" || cfg.Password != "fromenv" {
-			t.Errorf("user %q password %q, want alice and fromenv", cfg.Username, cfg.Password)
+		for _, tc := range []struct{ canonical, old, want string }{
+			{"fromenv", "", "fromenv"},
+			{"", "fromold", "fromold"},        // meshctl's old variable still works
+			{"fromenv", "fromold", "fromenv"}, // the shared one wins
+		} {
+			t.Setenv(etcdclient.PasswordEnv, tc.canonical)
+			t.Setenv(oldPasswordEnv, tc.old)
+			cfg, err := parseGlobals(t, "--etcd-user", "alice").clientConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Username != "alice" || cfg.Password != tc.want {
+				t.Errorf("$%s=%q $%s=%q: user %q password %q, want alice and %s", etcdclient.PasswordEnv, tc.canonical, oldPasswordEnv, tc.old, cfg.Username, cfg.Password, tc.want)
+			}
 		}
 	})
 
@@ -107,12 +119,13 @@ func TestClientConfig(t *testing.T) {
 		want string
 	}{
 		{"empty endpoint", []string{"--etcd-endpoints", "10.0.0.1:2379,,10.0.0.2:2379"}, "empty endpoint"},
-		{"prefix without slash", []string{"--etcd-prefix", "/meshdns/v1"}, `--etcd-prefix "/meshdns/v1": must end with /`},
-		{"cert without key", []string{"--cert", cert}, "--cert and --key: give both"},
-		{"key without cert", []string{"--key", key}, "--cert and --key: give both"},
+		{"prefix without slash", []string{"--etcd-prefix", "/meshdns/v1"}, `--etcd-prefix "/meshdns/v1": must start and end with /`},
+		{"relative prefix", []string{"--etcd-prefix", "meshdns/v1/"}, `--etcd-prefix "meshdns/v1/": must start and end with /`},
+		{"cert without key", []string{"--cert", cert}, "--etcd-cert and --etcd-key: give both"},
+		{"key without cert", []string{"--etcd-key", key}, "--etcd-cert and --etcd-key: give both"},
 		{"missing CA file", []string{"--cacert", certs + "/nope.pem"}, "nope.pem"},
 		{"TLS to a plain http endpoint", []string{"--cacert", ca, "--etcd-endpoints", "http://10.0.0.1:2379"}, `"http://10.0.0.1:2379": plain http`},
-		{"user without password", []string{"--user", "alice"}, "--user alice: no password; give --user alice:PASSWORD or set MESHCTL_PASSWORD"},
+		{"user without password", []string{"--user", "alice"}, "--etcd-user alice: no password; set $MESHDNS_ETCD_PASSWORD"},
 		{"password without user", []string{"--user", ":pw"}, "empty user name"},
 		{"zero dial timeout", []string{"--dial-timeout", "0s"}, "--dial-timeout 0s: must be positive"},
 		{"negative timeout", []string{"--timeout", "-1s"}, "--timeout -1s: must be positive"},
@@ -124,6 +137,64 @@ func TestClientConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOldFlagNames: meshctl's flag names from before it shared meshdns's
+// (--cacert, --cert, --key, --user) still set the same values as the
+// canonical --etcd-* ones, and stay out of the help.
+func TestOldFlagNames(t *testing.T) {
+	certs := writeTestCerts(t)
+	for _, tc := range []struct{ old, canonical, value string }{
+		{"--cacert", "--etcd-cacert", certs + "/ca.pem"},
+		{"--cert", "--etcd-cert", certs + "/client.pem"},
+		{"--key", "--etcd-key", certs + "/client-key.pem"},
+		{"--user", "--etcd-user", "alice:pw"},
+		{"--user", "--etcd-user", "alice"},
+	} {
+		t.Run(tc.old+"="+tc.value, func(t *testing.T) {
+			old, canon := parseGlobals(t, tc.old, tc.value), parseGlobals(t, tc.canonical, tc.value)
+			if old.etcd.CACert != canon.etcd.CACert || old.etcd.Cert != canon.etcd.Cert || old.etcd.Key != canon.etcd.Key || old.etcd.User != canon.etcd.User {
+				t.Errorf("%s %s set %+v, %s %s set %+v", tc.old, tc.value, old.etcd, tc.canonical, tc.value, canon.etcd)
+			}
+			if canon.etcd.User+canon.etcd.CACert+canon.etcd.Cert+canon.etcd.Key != tc.value {
+				t.Errorf("%s %s set nothing: %+v", tc.canonical, tc.value, canon.etcd)
+			}
+		})
+	}
+	// Through the whole command line too, with a real TLS check: the old
+	// names reach the client configuration.
+	t.Setenv(etcdclient.PasswordEnv, "")
+	t.Setenv(oldPasswordEnv, "")
+	checkOneLineError(t, runArgs("--cacert", certs+"/nope.pem", "--etcd-endpoints", "127.0.0.1:1", "org", "list"), exitFailure, `--etcd-cacert "`+certs+`/nope.pem"`)
+	checkOneLineError(t, runArgs("--user", "alice", "--etcd-endpoints", "127.0.0.1:1", "org", "list"), exitFailure, "--etcd-user alice: no password")
+	help := runArgs("--help")
+	for _, old := range []string{"--cacert", "--cert ", "--key ", "--user "} {
+		if strings.Contains(help.stdout, old) {
+			t.Errorf("meshctl --help lists the old flag %s:\n%s", old, help.stdout)
+		}
+	}
+	if !strings.Contains(help.stdout, "--etcd-cacert") {
+		t.Errorf("meshctl --help does not list --etcd-cacert:\n%s", help.stdout)
+	}
+}
+
+// TestSameClientConfigAsMeshdns: from the same canonical etcd flags and
+// password variable, meshctl builds the configuration the shared builder
+// does; cmd/meshdns's TestSameClientConfigAsMeshctl checks meshdns
+// against the same builder and flags.
+func TestSameClientConfigAsMeshdns(t *testing.T) {
+	args := etcdclienttest.Canonical(t)
+	got, err := parseGlobals(t, args...).clientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdclienttest.Compare(t, got, etcdclienttest.Want(t, args))
+}
+
+func runArgs(args ...string) result {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
 }
 
 // TestUnreachable checks that an etcd that does not answer is reported
@@ -165,13 +236,18 @@ func TestAuth(t *testing.T) {
 	}
 
 	r.mustRun("--user", "root:rootpw", "org", "put", "acme", "--network", "fdaa:0:18::/48")
-	t.Setenv(passwordEnv, "rootpw")
+	t.Setenv(etcdclient.PasswordEnv, "rootpw")
+	if out := r.mustRun("--etcd-user", "root", "org", "list"); !strings.Contains(out, "acme") {
+		t.Errorf("org list with the password from %s: %q, want acme listed", etcdclient.PasswordEnv, out)
+	}
+	t.Setenv(etcdclient.PasswordEnv, "")
+	t.Setenv(oldPasswordEnv, "rootpw")
 	if out := r.mustRun("--user", "root", "org", "list"); !strings.Contains(out, "acme") {
-		t.Errorf("org list with the password from %s: %q, want acme listed", passwordEnv, out)
+		t.Errorf("org list with the old flag and the password from %s: %q, want acme listed", oldPasswordEnv, out)
 	}
 
 	checkOneLineError(t, r.run("--user", "root:wrong", "org", "list"), exitFailure, "authentication failed")
-	checkOneLineError(t, r.run("org", "list"), exitFailure, "requires authentication: give --user")
+	checkOneLineError(t, r.run("org", "list"), exitFailure, "requires authentication: give --etcd-user NAME and the password in $MESHDNS_ETCD_PASSWORD")
 }
 
 // writeTestCerts writes a CA and a client certificate signed by it into a

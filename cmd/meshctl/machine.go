@@ -99,7 +99,7 @@ func newMachinePutCmd(g *globalFlags) *cobra.Command {
 				if err := s.w.PutMachine(ctx, m, registry.WithLease(lease)); err != nil {
 					// A rejected write should leave nothing behind. If the
 					// revoke fails too, the unused lease expires by itself.
-					s.cli.Revoke(ctx, lease)
+					s.w.Revoke(ctx, lease)
 					return err
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%016x\n", int64(lease))

@@ -233,23 +233,24 @@ func (l listing) command(g *globalFlags, short, example string) *cobra.Command {
 		c.Flags().StringVar(&app, "app", "", "list only this app's machines")
 	}
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		dir := l.kind.String() + "/"
+		var names []string // the leading names of the listed keys
 		if org != "" {
 			if err := registry.CheckLabel("org", org); err != nil {
 				return err
 			}
-			dir += org + "/"
+			names = append(names, org)
 		}
 		if app != "" {
 			if err := registry.CheckLabel("app", app); err != nil {
 				return err
 			}
 			if org != "" {
-				dir += app + "/"
+				names = append(names, app)
 			}
 		}
+		dir := registry.Dir(l.kind, names...)
 		return g.withEtcd(cmd.Context(), func(ctx context.Context, s *session) error {
-			rows, err := readKeys(ctx, s, g.prefix, l.kind, dir)
+			rows, err := readKeys(ctx, s, g.etcd.Prefix, l.kind, dir)
 			if err != nil {
 				return err
 			}

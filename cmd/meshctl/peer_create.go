@@ -35,7 +35,7 @@ func newPeerCreateCmd(g *globalFlags) *cobra.Command {
 			}
 			var conf wgClientConfig
 			err = g.withEtcd(cmd.Context(), func(ctx context.Context, s *session) error {
-				conf, err = createPeer(ctx, s.cli, g.prefix, org, name, region, keys)
+				conf, err = createPeer(ctx, s.w, org, name, region, keys)
 				return err
 			})
 			if err != nil {

@@ -3,64 +3,31 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"github.com/meshdns/meshdns/internal/etcdclient"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 )
 
-// etcdClientConfig builds the client configuration: endpoints, TLS from
-// --etcd-cacert/--etcd-cert/--etcd-key, and --etcd-user with the password
-// from the environment. File errors name the flag at fault.
+// etcdClientConfig builds the client configuration for endpoints with the
+// TLS files, user and password of the etcd flags, through the one builder
+// meshctl uses too (internal/etcdclient). File errors name the flag at fault.
 func etcdClientConfig(o *options, endpoints []string, log *zap.Logger) (clientv3.Config, error) {
-	cfg := clientv3.Config{
-		Endpoints:   shuffled(endpoints),
-		DialTimeout: 5 * time.Second,
-		Logger:      log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
-		// gRPC's default reconnect backoff grows to two minutes, so a
-		// server that lost etcd would go on serving an old snapshot for
-		// that long after etcd is back. Cap it at a few seconds; the
-		// jitter keeps a fleet from reconnecting in step.
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		})},
-	}
-	if o.etcdCACert != "" || o.etcdCert != "" {
-		info := transport.TLSInfo{CertFile: o.etcdCert, KeyFile: o.etcdKey, TrustedCAFile: o.etcdCACert}
-		tlsCfg, err := info.ClientConfig()
-		if err != nil {
-			return cfg, fmt.Errorf("etcd TLS from --etcd-cacert %q --etcd-cert %q --etcd-key %q: %w", o.etcdCACert, o.etcdCert, o.etcdKey, err)
-		}
-		cfg.TLS = tlsCfg
-	}
-	if o.etcdUser != "" {
-		cfg.Username, cfg.Password = o.etcdUser, os.Getenv(etcdPasswordEnv)
-	}
-	return cfg, nil
+	return o.etcdSettings(endpoints).Config(log.Named("etcd-client"), etcdclient.DefaultDialTimeout)
 }
 
-// shuffled is a copy of endpoints in random order. Every host of a fleet is
-// configured with the same list; taken in that order by a balancer that
-// starts at the first endpoint, the whole fleet's first connections (and
-// watches) would pile onto one member or proxy. clientv3 3.7's round-robin
-// balancer (grpc-go) happens to rotate its list by a random amount already;
-// the shuffle keeps the spread whatever the balancer does.
-func shuffled(endpoints []string) []string {
-	out := slices.Clone(endpoints)
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out
+// etcdSettings are the etcd flags' values, with endpoints (the embedded
+// etcd's URL when --etcd-endpoints is empty).
+func (o *options) etcdSettings(endpoints []string) etcdclient.Settings {
+	return etcdclient.Settings{Endpoints: endpoints, Prefix: o.etcdPrefix,
+		CACert: o.etcdCACert, Cert: o.etcdCert, Key: o.etcdKey, User: o.etcdUser}
 }
 
 // embeddedEtcd is the in-process etcd; Close stops it.

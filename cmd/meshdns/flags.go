@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshdns/meshdns/internal/etcdclient"
 )
 
 // options are meshdns's settings: defaults, then the --config file, then
@@ -67,7 +68,8 @@ type options struct {
 
 // etcdPasswordEnv holds the password of --etcd-user: a password on the
 // command line would show in ps and in the unit file.
-const etcdPasswordEnv = "MESHDNS_ETCD_PASSWORD"
+// It is the one meshctl reads too (internal/etcdclient).
+const etcdPasswordEnv = etcdclient.PasswordEnv
 
 func newRootCmd(stdout, stderr io.Writer, run func(*options) error) *cobra.Command {
 	o := &options{}
@@ -149,35 +151,18 @@ func checkTTL(flag string, d time.Duration) error {
 }
 
 func (o *options) validateEtcd() error {
-	tls := o.etcdCACert != "" || o.etcdCert != "" || o.etcdKey != ""
-	if (o.etcdCert == "") != (o.etcdKey == "") {
-		return fmt.Errorf("--etcd-cert and --etcd-key: give both (the client certificate and its private key) or neither")
+	if err := o.etcdSettings(nil).CheckCertKey(); err != nil {
+		return err
 	}
 	if len(o.etcdEndpoints) == 0 {
-		if tls || o.etcdUser != "" {
+		if o.etcdSettings(nil).TLS() || o.etcdUser != "" {
 			return fmt.Errorf("--etcd-cacert, --etcd-cert, --etcd-key and --etcd-user are for an external etcd: give --etcd-endpoints too")
 		}
 		return nil
 	}
-	for _, ep := range o.etcdEndpoints {
-		if strings.TrimSpace(ep) == "" {
-			return fmt.Errorf("--etcd-endpoints %q: empty endpoint", strings.Join(o.etcdEndpoints, ","))
-		}
-		// The client would talk plain text to an http:// endpoint even
-		// with TLS configured, sending the password in the clear.
-		if tls && strings.HasPrefix(ep, "http://") {
-			return fmt.Errorf("--etcd-endpoints %q: plain http, but TLS flags are given; use https://", ep)
-		}
-	}
-	if o.etcdUser != "" {
-		if strings.Contains(o.etcdUser, ":") {
-			return fmt.Errorf("--etcd-user: give only the user name; put the password in $%s", etcdPasswordEnv)
-		}
-		if os.Getenv(etcdPasswordEnv) == "" {
-			return fmt.Errorf("--etcd-user %s: no password; set $%s", o.etcdUser, etcdPasswordEnv)
-		}
-	}
-	return nil
+	// The checks meshctl makes too: cert with key, no empty or (with
+	// TLS) plain-http endpoint, a user with its password.
+	return o.etcdSettings(o.etcdEndpoints).Check()
 }
 
 // wrap breaks text into lines of at most width characters at spaces.

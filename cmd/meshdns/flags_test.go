@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshdns/meshdns/internal/etcdclient/etcdclienttest"
 )
 
 func TestFlagValidation(t *testing.T) {
@@ -159,4 +161,21 @@ func TestAnswerCacheSizeAndSlip(t *testing.T) {
 			t.Errorf("%v: cache %d bytes, slip %d; want %d, %d", tc.args, cfg.AnswerCacheBytes, cfg.RateLimitSlip, tc.bytes, tc.slip)
 		}
 	}
+}
+
+// TestSameClientConfigAsMeshctl: from the same canonical etcd flags and
+// password variable, meshdns builds the configuration the shared builder
+// does; cmd/meshctl's TestSameClientConfigAsMeshdns checks meshctl against
+// the same builder and flags.
+func TestSameClientConfigAsMeshctl(t *testing.T) {
+	args := etcdclienttest.Canonical(t)
+	o, err := parseOptions(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := etcdClientConfig(o, o.etcdEndpoints, nopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdclienttest.Compare(t, got, etcdclienttest.Want(t, args))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshdns/meshdns/dnsserver"
 	"github.com/meshdns/meshdns/forward"
+	"github.com/meshdns/meshdns/internal/etcdclient"
 	"github.com/meshdns/meshdns/registry"
 )
 
@@ -135,13 +136,8 @@ var settingTable = []setting{
 			return []zap.Field{zap.Strings("etcd_endpoints", endpoints)}
 		}},
 	{name: "etcd-prefix", class: restart, def: registry.DefaultPrefix, field: func(o *options) any { return &o.etcdPrefix },
-		help: "etcd key prefix of the registry",
-		check: func(o *options) error {
-			if !strings.HasPrefix(o.etcdPrefix, "/") || !strings.HasSuffix(o.etcdPrefix, "/") {
-				return fmt.Errorf("--etcd-prefix %q: must start and end with '/'", o.etcdPrefix)
-			}
-			return nil
-		}},
+		help:  "etcd key prefix of the registry",
+		check: func(o *options) error { return etcdclient.CheckPrefix(o.etcdPrefix) }},
 	{name: "etcd-cacert", class: restart, def: "", field: func(o *options) any { return &o.etcdCACert },
 		help: "CA bundle to verify etcd's server certificates (turns on TLS)",
 		log: func(o *options, _ []string) []zap.Field {
