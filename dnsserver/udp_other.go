@@ -3,17 +3,14 @@
 package dnsserver
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"runtime"
 	"syscall"
-
-	"go.uber.org/zap"
 )
 
 // On systems other than Linux (macOS, FreeBSD, Windows, ...) meshdns serves
-// UDP with the portable reader below: plain net.UDPConn reads and writes,
+// UDP with the portable reader (udp_plain.go): plain net.UDPConn reads and writes,
 // several goroutines on one socket per listen address, feeding the same
 // query handling (worker.handle) as the Linux readers. What is missing
 // there, and why it matters:
@@ -79,40 +76,6 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 func (s *Server) serveRawUDP(r *rawUDP, wildcard bool) { s.servePortableUDP(r.UDPConn, wildcard) }
 
 func (s *Server) serveUDPBatch(c *net.UDPConn, wildcard bool) { s.servePortableUDP(c, wildcard) }
-
-// servePortableUDP is one reader on one socket with plain net calls: read,
-// answer, write, repeat. On a wildcard socket the destination is unknown
-// (see above); otherwise it is the bound address.
-func (s *Server) servePortableUDP(c *net.UDPConn, wildcard bool) {
-	defer s.wg.Done()
-	buf := make([]byte, 65535)
-	var dst netip.Addr
-	if !wildcard {
-		dst = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-	}
-	w := s.newWorker()
-	w.conn, w.wildcard = c, false // no source address to set on replies
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Windows reports an ICMP port unreachable for an earlier reply
-			// as a read error (WSAECONNRESET); the socket is still fine.
-			s.log.Debug("udp read failed", zap.Error(err))
-			continue
-		}
-		w.from = from
-		out := w.handle(buf[:n], from.Addr(), dst)
-		if out == nil {
-			continue
-		}
-		if _, err := c.WriteToUDPAddrPort(out, from); err != nil && !s.closing.Load() {
-			s.log.Debug("udp write failed", zap.Stringer("to", from), zap.Error(err))
-		}
-	}
-}
 
 // platformNotes are said at start: what this build does not do that the
 // Linux one does.
