@@ -11,56 +11,34 @@ import "github.com/miekg/dns"
 // header, question and OPT record.
 const MaxAnswer = 64000
 
-// Fit cuts m, keeping whole records, until its wire form (compressed as
-// m.Compress says) takes at most limit bytes: first the additional records
-// from the end (the AAAA of SRV targets; never the OPT or TSIG record),
-// then the answer records from the end. Answers are ordered best first
-// (AAAA nearest first, SRV by priority), so what stays is the nearest.
-// The first answer record always stays: a single record is never cut away
-// (a TXT list is cut inside its text by capList instead). Fit reports
-// whether it removed anything. A message that fits costs one m.Len().
+// Fit cuts m, keeping whole records, until its compressed wire form takes
+// at most limit bytes: records are kept in order, answer first, then
+// authority, then additional (the AAAA of SRV targets), so additional
+// records go first and answer records are cut from the end. Answers are
+// ordered best first (AAAA nearest first, SRV by priority), so what stays
+// is the nearest. The OPT record always stays; the first answer record
+// too: a single record is never cut away (a TXT list is cut inside its
+// text by capList instead). m's TC bit and Compress setting are left as
+// they were; a message with a TSIG record is left alone (dns.Msg.Truncate's
+// rule: dnsserver adds TSIG after the cut). It is one pass over the records
+// (miekg's Truncate), and reports whether it removed anything.
 func Fit(m *dns.Msg, limit int) (cut bool) {
-	if m.Len() <= limit {
-		return false
-	}
-	var keep, extra []dns.RR // OPT and TSIG stay, at the end
-	for _, rr := range m.Extra {
-		switch rr.Header().Rrtype {
-		case dns.TypeOPT, dns.TypeTSIG:
-			keep = append(keep, rr)
-		default:
-			extra = append(extra, rr)
-		}
-	}
-	withExtra := func(k int) {
-		m.Extra = append(append(make([]dns.RR, 0, k+len(keep)), extra[:k]...), keep...)
-	}
-	// The most additional records that fit with the whole answer.
-	k := largest(len(extra), func(k int) bool { withExtra(k); return m.Len() <= limit })
-	withExtra(k)
-	if k > 0 || m.Len() <= limit {
-		return true
-	}
 	answer := m.Answer
-	n := largest(len(answer), func(n int) bool {
-		m.Answer = answer[:n]
-		return n <= 1 || m.Len() <= limit
-	})
-	m.Answer = answer[:n]
-	return true
-}
-
-// largest is the largest n in [0, max] with ok(n), for ok true up to some
-// n and false after it (ok(0) is taken as true).
-func largest(max int, ok func(int) bool) int {
-	lo, hi := 0, max // ok(lo) holds; the answer is in [lo, hi]
-	for lo < hi {
-		mid := (lo + hi + 1) / 2
-		if ok(mid) {
-			lo = mid
-		} else {
-			hi = mid - 1
+	na, nn, ne := len(m.Answer), len(m.Ns), len(m.Extra)
+	tc, compress := m.Truncated, m.Compress
+	m.Truncate(limit)
+	m.Truncated, m.Compress = tc, compress
+	if na > 0 && len(m.Answer) == 0 {
+		// The first record alone is over the limit: keep it, and
+		// nothing else but the OPT.
+		m.Answer, m.Ns = answer[:1], nil
+		var opt []dns.RR
+		for _, rr := range m.Extra {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				opt = append(opt, rr)
+			}
 		}
+		m.Extra = opt
 	}
-	return lo
+	return len(m.Answer) != na || len(m.Ns) != nn || len(m.Extra) != ne
 }
