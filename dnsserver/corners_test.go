@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meshdns/meshdns/internal/etcdtest"
+	"github.com/meshdns/meshdns/zones"
 )
 
 // Protocol corners (issue #12 item 4), each asked over real UDP (the
@@ -397,6 +398,56 @@ func TestDigCorners(t *testing.T) {
 		for _, want := range []string{"status: NOTIMP", "QUERY: 1", "EDNS: version: 0", ";web.internal.\t\t\tIN\tAAAA"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("dig %s +opcode=3: no %q in\n%s", tr, want, out)
+			}
+		}
+	}
+}
+
+// TestRecordCutReported: an AAAA answer cut to zones.MaxAnswer bytes (3,000
+// machines take ~84 KB) is reported cut, over TCP and over UDP with a 64 KiB
+// buffer, and the reply takes at most zones.MaxAnswer bytes with no TC; a
+// UDP reply cut by the client's size is TC, not a cut answer.
+func TestRecordCutReported(t *testing.T) {
+	s := newTestServer(t, testRegistry(3000), "")
+	obs := &cutObserver{}
+	cfg := *s.cfg.Load()
+	cfg.Observer = obs
+	cfg.UDPSize = 65535
+	s.Reconfigure(cfg)
+	w := s.newWorker()
+	for _, tc := range []struct {
+		edns uint16
+		tr   Transport
+		cut  bool
+	}{
+		{0, TCP, true},
+		{65535, UDP, true},
+		{1232, UDP, false}, // TC
+	} {
+		m := query("big.internal.", dns.TypeAAAA)
+		if tc.edns != 0 {
+			m.SetEdns0(tc.edns, false)
+		}
+		raw := pack(t, m)
+		var outs [][]byte
+		if tc.tr == TCP {
+			outs = append(outs, s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: TCP}))
+		} else {
+			outs = append(outs, append([]byte(nil), w.handle(raw, acmeSrc, netip.Addr{})...))
+			outs = append(outs, append([]byte(nil), w.handle(raw, acmeSrc, netip.Addr{})...)) // from the cache
+		}
+		got := obs.take()
+		if len(got) != len(outs) {
+			t.Fatalf("over %s: %d observations, want %d", tc.tr, len(got), len(outs))
+		}
+		for i, out := range outs {
+			r := new(dns.Msg)
+			if err := r.Unpack(out); err != nil {
+				t.Fatal(err)
+			}
+			if got[i] != tc.cut || len(out) > zones.MaxAnswer || r.Truncated == tc.cut || len(r.Answer) == 0 {
+				t.Fatalf("over %s (EDNS %d): ListCut %v, %d bytes, TC %v, %d records; want ListCut %v, at most %d bytes",
+					tc.tr, tc.edns, got[i], len(out), r.Truncated, len(r.Answer), tc.cut, zones.MaxAnswer)
 			}
 		}
 	}

@@ -213,6 +213,15 @@ func (s *Server) build(req *dns.Msg, q Query, info *QueryInfo) *dns.Msg {
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
 	}
+	if size > zones.MaxAnswer {
+		// TCP (or a client's 64 KiB UDP buffer): cut to what every
+		// resolver accepts, keeping the nearest records whole; no TC, as
+		// no transport carries more. Counted with the cut lists.
+		m.Compress = true
+		if zones.Fit(m, zones.MaxAnswer) {
+			info.ListCut = true
+		}
+	}
 	tc, nAnswer, nNs := m.Truncated, len(m.Answer), len(m.Ns)
 	m.Truncate(size)
 	if !tc && len(m.Answer) == nAnswer && len(m.Ns) == nNs {

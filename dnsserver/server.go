@@ -126,6 +126,14 @@ type Server struct {
 // its socket is empty, one per socket as C servers run; poller readers are
 // cheap goroutines, and a few per socket hide scheduling delays.
 func (c *Config) udpReaders() (sockets, perSocket int) {
+	if !linuxUDP {
+		// No SO_REUSEPORT socket per core (udp_other.go): one socket,
+		// four poller readers per core on it unless --udp-workers says.
+		if c.UDPWorkers > 0 {
+			return 1, c.UDPWorkers
+		}
+		return 1, 4 * runtime.GOMAXPROCS(0)
+	}
 	sockets = c.UDPSockets
 	if sockets <= 0 {
 		sockets = runtime.GOMAXPROCS(0)
@@ -203,6 +211,9 @@ func (s *Server) Start() error {
 		return errors.New("no --listen address given")
 	}
 	s.clock.start()
+	for _, note := range platformNotes() {
+		s.log.Warn(note)
+	}
 	for _, addr := range cfg.Listen {
 		if err := s.listen(addr, cfg); err != nil {
 			s.Shutdown(context.Background())

@@ -200,7 +200,7 @@ func TestTruncation(t *testing.T) {
 		{"udp edns 1232", 1232, UDP, 1232, true, 10},
 		{"udp edns 4096 capped to ours", 4096, UDP, DefaultUDPSize, true, 10},
 		{"udp edns below 512 counts as 512", 100, UDP, 512, true, 1},
-		{"tcp 64k nearest that fit", 0, TCP, 65535, false, 2000},
+		{"tcp 64k nearest that fit", 0, TCP, zones.MaxAnswer, false, 2000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := query("big.internal.", dns.TypeAAAA)

@@ -49,6 +49,28 @@ func TestListCutAnswersAreCounted(t *testing.T) {
 	wantValue(t, reg, 1, "meshdns_dns_list_answers_cut_total", "list=other")
 }
 
+// AAAA and SRV answers cut to 64,000 bytes are counted by type, whatever
+// their name; a TXT list named like a type is still a list name.
+func TestRecordCutAnswersAreCountedByType(t *testing.T) {
+	m := New()
+	obs := m.Queries()
+	for _, q := range []dnsserver.QueryInfo{
+		{Name: "big.internal.", Qtype: dns.TypeAAAA, ListCut: true, Transport: dnsserver.TCP},
+		{Name: "vms.internal.", Qtype: dns.TypeAAAA, ListCut: true, Transport: dnsserver.UDP},
+		{Name: "_http._tcp.big.internal.", Qtype: dns.TypeSRV, ListCut: true, Transport: dnsserver.TCP},
+		{Name: "big.internal.", Qtype: dns.TypeAAAA, Transport: dnsserver.TCP}, // whole
+		{Name: "aaaa.internal.", Qtype: dns.TypeTXT, ListCut: true},
+	} {
+		q.Org = "acme"
+		obs.ObserveQuery(q)
+	}
+	reg := m.Registry()
+	wantValue(t, reg, 2, "meshdns_dns_list_answers_cut_total", "list=aaaa")
+	wantValue(t, reg, 1, "meshdns_dns_list_answers_cut_total", "list=srv")
+	wantValue(t, reg, 0, "meshdns_dns_list_answers_cut_total", "list=vms")
+	wantValue(t, reg, 1, "meshdns_dns_list_answers_cut_total", "list=other")
+}
+
 func TestListIndexAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { listIndex("all._instances.internal.") }); n != 0 {
 		t.Fatalf("%v allocations", n)

@@ -65,7 +65,24 @@ func rcodeName(i int) string {
 
 // listLabels are the TXT lists whose cut answers are counted by name, the
 // "list" label: the name's first label, after "all." for the all. forms.
-var listLabels = []string{"_apps", "_peer", "_instances", "vms", "regions", "checks"}
+// After them, by query type rather than name, the answers cut to
+// zones.MaxAnswer whole records: AAAA (nearest kept) and SRV.
+var listLabels = []string{"_apps", "_peer", "_instances", "vms", "regions", "checks", "aaaa", "srv"}
+
+// nameLists is how many of listLabels are list names; the rest are types.
+const nameLists = 6
+
+// cutIndex is the index in listLabels of a cut answer to name of type
+// qtype: AAAA and SRV answers by type, TXT lists by name.
+func cutIndex(name string, qtype uint16) int {
+	switch qtype {
+	case dns.TypeAAAA:
+		return nameLists
+	case dns.TypeSRV:
+		return nameLists + 1
+	}
+	return listIndex(name)
+}
 
 // listIndex is the index in listLabels of the list name names (a question
 // name such as "all._instances.internal."), len(listLabels) for "other".
@@ -81,7 +98,7 @@ func listIndex(name string) int {
 	if strings.EqualFold(l, "all") {
 		l, _ = first(rest)
 	}
-	for i, want := range listLabels {
+	for i, want := range listLabels[:nameLists] {
 		if strings.EqualFold(l, want) {
 			return i
 		}

@@ -65,7 +65,7 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 	m.failOpen = prometheus.NewCounter(counterOpts("dns", "fail_open_answers_total",
 		"Health-aware answers that hold every started machine of the name because none of them is healthy (SPEC §5: fail open)."))
 	cut := newCounterVec("dns", "list_answers_cut_total",
-		"TXT list answers (_instances, vms.<app>, ...) longer than 64,000 bytes, cut after the last whole entry that fits, by list.",
+		"Answers longer than 64,000 bytes, cut: TXT lists (_instances, vms.<app>, ...) after the last whole entry that fits, by list; AAAA (list aaaa, nearest kept) and SRV (list srv) after the last whole record.",
 		"list")
 	for i := range len(listLabels) + 1 {
 		m.listCut = append(m.listCut, cut.WithLabelValues(listName(i)))
@@ -102,7 +102,7 @@ func (m *queryMetrics) ObserveQuery(q dnsserver.QueryInfo) {
 		m.failOpen.Inc() // rare: every started machine of a name critical
 	}
 	if q.ListCut {
-		m.listCut[listIndex(q.Name)].Inc() // rare: a list over 64,000 bytes
+		m.listCut[cutIndex(q.Name, q.Qtype)].Inc() // rare: an answer over 64,000 bytes
 	}
 	if q.Cached && !q.Forwarded && tr == 0 {
 		m.lane.observe(q.Worker, qi, ri, q.Duration, q.Truncated)

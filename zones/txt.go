@@ -15,10 +15,12 @@ import (
 // maxTXTString is the longest character-string a TXT record can hold.
 const maxTXTString = 255
 
-// MaxListText is the longest list text an answer carries. With the
-// length byte of each 255-byte string, the question, headers and an OPT
-// record it keeps the reply inside TCP's 65,535 bytes.
-const MaxListText = 64000
+// MaxListText is the longest list text an answer carries: MaxAnswer
+// (fit.go), the one size limit of answers. With the length byte of each
+// 255-byte string, the question, headers and an OPT record a cut list's
+// reply stays under 64,400 bytes, inside what every resolver accepts over
+// TCP (Knot Resolver 5.6: 65,533).
+const MaxListText = MaxAnswer
 
 // capList cuts a list text longer than MaxListText after the last whole
 // entry that fits (entries are separated by sep), so a list too long for

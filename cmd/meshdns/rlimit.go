@@ -1,3 +1,5 @@
+//go:build !windows
+
 package main
 
 import (
@@ -27,8 +29,9 @@ func raiseOpenFiles(maxTCPConns int, log *zap.Logger) {
 			r = want
 		}
 	}
-	if need := uint64(maxTCPConns) + openFilesHeadroom; r.Cur < need {
+	cur := uint64(r.Cur) // int64 on FreeBSD
+	if need := uint64(maxTCPConns) + openFilesHeadroom; cur < need {
 		log.Warn("the open-files limit is too low for --max-tcp-conns: raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower --max-tcp-conns",
-			zap.Uint64("limit", r.Cur), zap.Uint64("want", need), zap.Int("max_tcp_conns", maxTCPConns))
+			zap.Uint64("limit", cur), zap.Uint64("want", need), zap.Int("max_tcp_conns", maxTCPConns))
 	}
 }

@@ -473,10 +473,10 @@ func (m *Meshdns) Signal(sig syscall.Signal) {
 
 // Pause freezes the process (SIGSTOP): its sockets stay open, it answers
 // nothing and reads nothing from etcd.
-func (m *Meshdns) Pause() { m.t.Helper(); m.Signal(syscall.SIGSTOP) }
+func (m *Meshdns) Pause() { m.t.Helper(); m.Signal(sigStop) }
 
 // Resume continues a paused process (SIGCONT).
-func (m *Meshdns) Resume() { m.t.Helper(); m.Signal(syscall.SIGCONT) }
+func (m *Meshdns) Resume() { m.t.Helper(); m.Signal(sigCont) }
 
 // Stop interrupts the process (SIGINT, what Ctrl-C sends) and waits for it
 // to exit, SIGKILLing it after 15 s (which fails the test). It returns the
@@ -493,7 +493,7 @@ func (m *Meshdns) Stop() int {
 	}
 	if running {
 		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
+		_ = cmd.Process.Signal(sigCont) // in case it was paused
 		select {
 		case <-exited:
 		case <-time.After(stopTimeout):

@@ -318,7 +318,7 @@ func (m *Member) Stop() {
 	m.signal(syscall.SIGTERM)
 	if m.paused {
 		// A stopped process keeps SIGTERM pending until it continues.
-		m.signal(syscall.SIGCONT)
+		m.signal(sigCont)
 		m.paused = false
 	}
 	select {
@@ -344,7 +344,7 @@ func (m *Member) Kill() {
 func (m *Member) Pause() {
 	m.t.Helper()
 	m.mustBeRunning("Pause")
-	m.signal(syscall.SIGSTOP)
+	m.signal(sigStop)
 	m.paused = true
 }
 
@@ -352,7 +352,7 @@ func (m *Member) Pause() {
 func (m *Member) Resume() {
 	m.t.Helper()
 	m.mustBeRunning("Resume")
-	m.signal(syscall.SIGCONT)
+	m.signal(sigCont)
 	m.paused = false
 }
 
