@@ -187,9 +187,9 @@ func regionsID(snap *registry.Snapshot) uintptr {
 
 // cacheKey builds the key of a query into buf: org, lowered name, type,
 // reply size limit (a size class), EDNS presence, DO bit and COOKIE
-// presence, and for AAAA and SRV the asker's address and region (the order
+// presence, the transport, and for AAAA and SRV the asker's address and region (the order
 // depends on them).
-func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size int, src netip.Addr, region string) []byte {
+func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size int, tr Transport, src netip.Addr, region string) []byte {
 	buf = append(buf[:0], org.Name...)
 	buf = append(buf, 0)
 	buf = append(buf, name...)
@@ -204,6 +204,11 @@ func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size in
 	}
 	if wq.cookieLen != 0 {
 		f |= 4
+	}
+	if tr == TCP {
+		// TCP's size class is "unlimited": never mixed with UDP's 65535
+		// class, whose replies may carry TC.
+		f |= 8
 	}
 	buf = append(buf, f)
 	if ordered(wq.qtype) {

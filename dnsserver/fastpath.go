@@ -12,13 +12,25 @@ import (
 	"github.com/meshdns/meshdns/registry"
 )
 
-// worker answers UDP queries for one reading goroutine. It owns its answer
-// cache and scratch buffers, so the cached path allocates nothing and
-// shares nothing with other workers.
+// worker is the one query pipeline both transports feed: parse, who is
+// asking, answer cache, zones, reply (handle). A UDP worker serves one
+// reading goroutine; TCP workers are lent to connections for a batch of
+// queries at a time (tcp.go). A worker owns its answer cache and scratch
+// buffers, so the cached path allocates nothing and shares nothing with
+// other workers.
 type worker struct {
 	s     *Server
 	id    int // QueryInfo.Worker
 	cache *answerCache
+	// tr is the transport the worker serves: it sets the reply size limit
+	// (the EDNS size class over UDP, 65535 over TCP), which rate limits
+	// apply in here (UDP: the TCP transport applies its own) and the
+	// cache key.
+	tr Transport
+	// slow is set by handle when a TCP query must wait on an upstream
+	// (forwarding): the caller answers it with Server.general after giving
+	// the worker back, so no connection holds a worker while it waits.
+	slow bool
 	// conn and from are the socket and client of the packet being handled,
 	// for replies sent later by a forwarding goroutine; nil conn (tests)
 	// forwards in line.
@@ -38,6 +50,12 @@ type udpWriter interface {
 
 func (s *Server) newWorker() *worker {
 	return &worker{s: s, id: int(s.workers.Add(1)), cache: newAnswerCache(&s.cache), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
+}
+
+// general answers a query through the general path for this worker's
+// transport.
+func (w *worker) general(raw []byte, src, dst netip.Addr) []byte {
+	return w.s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: w.tr})
 }
 
 const (
@@ -71,11 +89,19 @@ func inReverseZone(name []byte) bool {
 	return off == start
 }
 
-// handle answers one UDP query, from the cache when it can. It returns nil
-// when no reply is due. The returned slice is reused by the next call.
+// handle answers one query arriving over w.tr, from the cache when it can.
+// It returns nil when no reply is due (or, over TCP, when w.slow is set).
+// The returned slice is reused by the next call.
 func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	s := w.s
 	rl := s.limiter.Load()
+	udp := w.tr == UDP
+	if !udp {
+		// The TCP transport applies the rate limit itself: over it, the
+		// connection is closed (tcp.go).
+		rl = nil
+	}
+	w.slow = false
 	wq, ok := parseQuery(raw, &w.lower)
 	// A valid server cookie proves the source (cookie.go); the rate limit
 	// counts such queries apart.
@@ -92,41 +118,48 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	}
 	if !ok || wq.cookieBad || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
 		(wq.hasOPT && wq.version != 0) || wq.qtype == dns.TypeAXFR || wq.qtype == dns.TypeIXFR {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	name := w.lower[:wq.nameLen]
 	zone := name[wq.zoneStart:wq.zoneEnd]
 	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast) || inReverseZone(name)
-	if !inZone && w.conn != nil && s.cfg.Load().Forwarder != nil {
+	if !inZone && s.cfg.Load().Forwarder != nil {
 		// Forwarding waits on an upstream: never in this worker.
-		return w.forwardAsync(raw, src, dst)
+		if !udp {
+			w.slow = true
+			return nil
+		}
+		if w.conn != nil {
+			return w.forwardAsync(raw, src, dst)
+		}
 	}
 	if !inZone || bytes.Equal(name, whoamiName) {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	snap := s.store.Snapshot()
 	cfg := s.cfg.Load()
 	if snap == nil {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	asker, ok := identify(snap, src, dst, cfg.DefaultOrg)
 	if !ok {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	var start time.Time
 	if cfg.Observer != nil {
 		start = time.Now() // costly on some VMs: only when someone listens
 	}
-	region := asker.Owner.Region()
-	if region == "" {
-		region = cfg.Zones.ServerRegion
-	}
-	size := dns.MinMsgSize
-	if wq.hasOPT {
-		size = udpReplySize(wq.udpSize, cfg.UDPSize)
+	// The region AAAA and SRV answers are ordered from: zones decides.
+	region := asker.Region(cfg.Zones)
+	size := maxTCPSize
+	if udp {
+		size = dns.MinMsgSize
+		if wq.hasOPT {
+			size = udpReplySize(wq.udpSize, cfg.UDPSize)
+		}
 	}
 	appLabel := name[wq.appStart:wq.appEnd]
-	w.key = cacheKey(w.key, asker.Org, name, &wq, size, asker.Addr, region)
+	w.key = cacheKey(w.key, asker.Org, name, &wq, size, w.tr, asker.Addr, region)
 	e := w.cache.get(w.key)
 	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
 	if !hit {
@@ -138,7 +171,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 			return w.out
 		}
 	}
-	if hit && e.info.Rcode == dns.RcodeNameError {
+	if hit && udp && e.info.Rcode == dns.RcodeNameError {
 		if v := rl.check(src, verified, true); v != pass {
 			return w.overLimit(v, raw, &wq, true, src)
 		}
@@ -162,6 +195,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 		info.Cached = true
 		info.Src = src
 		info.Worker = w.id
+		info.Transport = w.tr
 		info.Duration = time.Since(start)
 		obs.ObserveQuery(info)
 	}
@@ -191,11 +225,11 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	start := time.Now()
 	req := new(dns.Msg)
 	if err := req.Unpack(w.tmp); err != nil {
-		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], w.general(raw, src, dst)...)
 		return nil
 	}
-	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: UDP})
-	if isErrorRcode(m.Rcode) {
+	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: w.tr})
+	if w.tr == UDP && isErrorRcode(m.Rcode) {
 		if v := s.limiter.Load().check(src, verified, true); v != pass {
 			if w.overLimit(v, raw, wq, true, src) == nil {
 				w.out = w.out[:0]
@@ -207,7 +241,7 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	// pointer to it, so patching the question's case fixes theirs too.
 	packed, err := m.Pack()
 	if err != nil {
-		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], w.general(raw, src, dst)...)
 		return nil
 	}
 	info.Size = len(packed)
