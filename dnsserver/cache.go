@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meshdns/meshdns/registry"
+	"github.com/meshdns/meshdns/zones"
 )
 
 // The answer cache holds packed replies, built for the lowercased question,
@@ -221,7 +222,7 @@ func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size in
 
 // ordered reports whether answers of qtype are ordered for the asker:
 // AAAA and SRV (nearest first, ties by the asker's address).
-func ordered(qtype uint16) bool { return qtype == dns.TypeAAAA || qtype == dns.TypeSRV }
+func ordered(qtype uint16) bool { return zones.OrderedForAsker(qtype) }
 
 // valid reports whether e still answers correctly for this snapshot.
 func (e *cacheEntry) valid(cfg *Config, snap *registry.Snapshot, org *registry.Org, appLabel []byte) bool {

@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/meshdns/meshdns/registry"
+	"github.com/meshdns/meshdns/zones"
 )
 
 // worker is the one query pipeline both transports feed: parse, who is
@@ -66,29 +66,6 @@ const (
 	flagCD     = 1 << 4
 )
 
-var (
-	zoneInternal = []byte("internal")
-	zoneFlycast  = []byte("flycast")
-	whoamiName   = []byte("\x07_whoami\x08internal\x00")
-	// reverseApex is the reverse zone a.a.d.f.ip6.arpa. (fdaa::/16) as a
-	// lowered wire name.
-	reverseApex = []byte("\x01a\x01a\x01d\x01f\x03ip6\x04arpa\x00")
-)
-
-// inReverseZone reports whether a lowered wire name lies in the reverse
-// zone (its apex included): it ends with reverseApex at a label boundary.
-func inReverseZone(name []byte) bool {
-	start := len(name) - len(reverseApex)
-	if start < 0 || !bytes.Equal(name[start:], reverseApex) {
-		return false
-	}
-	off := 0
-	for off < start {
-		off += 1 + int(name[off])
-	}
-	return off == start
-}
-
 // handle answers one query arriving over w.tr, from the cache when it can.
 // It returns nil when no reply is due (or, over TCP, when w.slow is set).
 // The returned slice is reused by the next call.
@@ -121,8 +98,9 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 		return w.general(raw, src, dst)
 	}
 	name := w.lower[:wq.nameLen]
-	zone := name[wq.zoneStart:wq.zoneEnd]
-	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast) || inReverseZone(name)
+	// What the answer depends on, and whether it is ours: zones decides.
+	scope := zones.WireScope(name)
+	inZone := scope.InZone
 	if !inZone && s.cfg.Load().Forwarder != nil {
 		// Forwarding waits on an upstream: never in this worker.
 		if !udp {
@@ -133,7 +111,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 			return w.forwardAsync(raw, src, dst)
 		}
 	}
-	if !inZone || bytes.Equal(name, whoamiName) {
+	if !inZone || scope.PerAsker {
 		return w.general(raw, src, dst)
 	}
 	snap := s.store.Snapshot()
@@ -158,12 +136,11 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 			size = udpReplySize(wq.udpSize, cfg.UDPSize)
 		}
 	}
-	appLabel := name[wq.appStart:wq.appEnd]
 	w.key = cacheKey(w.key, asker.Org, name, &wq, size, w.tr, asker.Addr, region)
 	e := w.cache.get(w.key)
-	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
+	hit := e != nil && e.valid(cfg, snap, asker.Org, scope.App)
 	if !hit {
-		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org, verified); e == nil {
+		if e = w.fill(raw, &wq, scope, src, dst, cfg, snap, asker.Org, verified); e == nil {
 			// fill answered through the general path, rate limits included.
 			if len(w.out) == 0 {
 				return nil
@@ -218,7 +195,7 @@ func (w *worker) overLimit(v verdict, raw []byte, wq *wireQuery, parsed bool, sr
 // fill answers a cache miss through the general path, from a copy of the
 // query with its name lowercased, and caches the reply when it may be.
 // When it may not, the reply is left in w.out and fill returns nil.
-func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org, verified bool) *cacheEntry {
+func (w *worker) fill(raw []byte, wq *wireQuery, scope zones.Scope, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org, verified bool) *cacheEntry {
 	s := w.s
 	w.tmp = append(w.tmp[:0], raw...)
 	copy(w.tmp[12:wq.qEnd], w.lower[:wq.nameLen])
@@ -245,7 +222,6 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		return nil
 	}
 	info.Size = len(packed)
-	name := w.lower[:wq.nameLen]
 	if !cacheable(m) || wq.cookieLen != 0 && !endsWithCookie(packed) {
 		out := append(w.out[:0], packed...)
 		copy(out[12:wq.qEnd], raw[12:wq.qEnd])
@@ -259,11 +235,9 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		e.regions = regionsID(snap)
 	}
 	// Positive answers under an app depend on that app alone; everything
-	// that carries the SOA or speaks for the whole org on the org, reverse
-	// names too (an address may move between apps and peers; "ip6" is no app).
-	appLabel := name[wq.appStart:wq.appEnd]
-	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' && !inReverseZone(name) {
-		e.app = org.App(string(appLabel))
+	// else on the whole org (zones.Scope says which).
+	if app := scope.AnswerApp(wq.qtype, len(m.Answer) > 0); len(app) > 0 {
+		e.app = org.App(string(app))
 	}
 	w.cache.put(w.key, e, cfg.AnswerCacheBytes, int(s.workers.Load()))
 	s.observe(info, start)
