@@ -329,8 +329,16 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 	defer s.tcpConns.release(c)
 	defer c.conn.Close()
 	cfg := s.cfg.Load()
-	rbuf := make([]byte, tcpReadBuffer)
-	var wbuf []byte
+	bufs := tcpBufPool.Get().(*tcpBufs)
+	defer tcpBufPool.Put(bufs)
+	rbuf, wbuf := bufs.r, bufs.w
+	defer func() {
+		// Keep the buffers for the next connection unless a big
+		// message or burst grew them.
+		if len(rbuf) == tcpReadBuffer && cap(wbuf) <= tcpReadBuffer {
+			bufs.w = wbuf[:0]
+		}
+	}()
 	have := 0 // bytes in rbuf not yet answered
 	n := 0    // queries answered
 	timeout := min(cfg.TCPFirstQueryTimeout, cfg.TCPIdleTimeout)
@@ -375,6 +383,9 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 		if cap(wbuf) > 4*tcpReadBuffer+maxTCPSize {
 			wbuf = nil // a burst of big answers: do not keep its buffer
 		}
+		if len(rbuf) > tcpReadBuffer && have <= tcpReadBuffer {
+			rbuf = append(bufs.r[:0], rbuf[:have]...)[:tcpReadBuffer]
+		}
 		cfg = s.cfg.Load()
 		timeout = cfg.TCPIdleTimeout
 	}
@@ -413,6 +424,15 @@ func (p *workerPool) get(s *Server) *worker {
 }
 
 func (p *workerPool) put(w *worker) { p.ready <- w }
+
+// tcpBufs are a connection's read and write buffers, kept for the next
+// connection: one query per connection (a stub retrying over TCP) would
+// otherwise allocate them each time.
+type tcpBufs struct{ r, w []byte }
+
+var tcpBufPool = sync.Pool{New: func() any {
+	return &tcpBufs{r: make([]byte, tcpReadBuffer), w: make([]byte, 0, tcpReadBuffer)}
+}}
 
 // fullMessage reports whether b starts with a whole length-prefixed message.
 func fullMessage(b []byte) bool {
