@@ -315,6 +315,10 @@ func (s *Server) acceptTCP(l net.Listener) {
 	}
 }
 
+// tcpWriteBatch is how many bytes of answers to pipelined queries are
+// gathered at most before they are written.
+const tcpWriteBatch = 64 << 10
+
 // tcpReadBuffer is what one read of a connection asks for: room for many
 // pipelined queries (a query is rarely above 100 bytes).
 const tcpReadBuffer = 16 << 10
@@ -342,12 +346,21 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 	have := 0 // bytes in rbuf not yet answered
 	n := 0    // queries answered
 	timeout := min(cfg.TCPFirstQueryTimeout, cfg.TCPIdleTimeout)
+	// readSet and writeSet are when the deadlines were last set (coarse
+	// clock): a busy connection moves them only every tenth of their
+	// length, not for every batch (each move costs a timer update).
+	var readSet, writeSet int64
 	for cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries {
 		// The deadline is set when a new message is awaited and covers
 		// the whole of it, so a client sending a byte at a time holds the
 		// connection no longer than an idle one.
-		if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-			return
+		if !fullMessage(rbuf[:have]) {
+			if now := s.clock.now(); now-readSet > int64(timeout/10) || readSet == 0 {
+				if err := c.conn.SetReadDeadline(time.Unix(0, now).Add(timeout)); err != nil {
+					return
+				}
+				readSet = now
+			}
 		}
 		for !fullMessage(rbuf[:have]) {
 			if have >= 2 {
@@ -368,8 +381,11 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 		var off int
 		wbuf, off, n, stop = s.answerTCP(c, cfg, rbuf[:have], wbuf[:0], n)
 		if len(wbuf) > 0 {
-			if err := c.conn.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
-				return
+			if now := s.clock.now(); now-writeSet > int64(tcpWriteTimeout/10) {
+				if err := c.conn.SetWriteDeadline(time.Unix(0, now).Add(tcpWriteTimeout)); err != nil {
+					return
+				}
+				writeSet = now
 			}
 			if _, err := c.conn.Write(wbuf); err != nil {
 				s.log.Debug("tcp write failed", zap.Stringer("to", c.src), zap.Error(err))
@@ -387,7 +403,9 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 			rbuf = append(bufs.r[:0], rbuf[:have]...)[:tcpReadBuffer]
 		}
 		cfg = s.cfg.Load()
-		timeout = cfg.TCPIdleTimeout
+		if timeout != cfg.TCPIdleTimeout {
+			timeout, readSet = cfg.TCPIdleTimeout, 0
+		}
 	}
 }
 
@@ -453,7 +471,9 @@ func (s *Server) answerTCP(c *tcpConn, cfg *Config, in, out []byte, n int) (_ []
 		}
 	}()
 	rl := s.limiter.Load()
-	for fullMessage(in[off:]) && (cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries) {
+	// Answers leave at the latest when tcpWriteBatch bytes are ready, so a
+	// long pipeline of big answers streams out as it is answered.
+	for fullMessage(in[off:]) && (cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries) && len(out) < tcpWriteBatch {
 		size := int(binary.BigEndian.Uint16(in[off:]))
 		raw := in[off+2 : off+2+size]
 		off += 2 + size
