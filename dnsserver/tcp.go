@@ -333,8 +333,8 @@ func (s *Server) serveTCPConn(c *tcpConn) {
 	defer s.tcpConns.release(c)
 	defer c.conn.Close()
 	cfg := s.cfg.Load()
-	bufs := tcpBufPool.Get().(*tcpBufs)
-	defer tcpBufPool.Put(bufs)
+	bufs := getTCPBufs()
+	defer putTCPBufs(bufs)
 	rbuf, wbuf := bufs.r, bufs.w
 	defer func() {
 		// Keep the buffers for the next connection unless a big
@@ -448,9 +448,26 @@ func (p *workerPool) put(w *worker) { p.ready <- w }
 // otherwise allocate them each time.
 type tcpBufs struct{ r, w []byte }
 
-var tcpBufPool = sync.Pool{New: func() any {
-	return &tcpBufs{r: make([]byte, tcpReadBuffer), w: make([]byte, 0, tcpReadBuffer)}
-}}
+// tcpBufFree holds the buffers of closed connections. Not a sync.Pool:
+// under a stream of short connections the heap is small and collected
+// often, and a sync.Pool is emptied by every other collection.
+var tcpBufFree = make(chan *tcpBufs, 256)
+
+func getTCPBufs() *tcpBufs {
+	select {
+	case b := <-tcpBufFree:
+		return b
+	default:
+		return &tcpBufs{r: make([]byte, tcpReadBuffer), w: make([]byte, 0, tcpReadBuffer)}
+	}
+}
+
+func putTCPBufs(b *tcpBufs) {
+	select {
+	case tcpBufFree <- b:
+	default:
+	}
+}
 
 // fullMessage reports whether b starts with a whole length-prefixed message.
 func fullMessage(b []byte) bool {
