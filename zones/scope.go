@@ -36,8 +36,15 @@ var (
 // WireScope is the Scope of a name in wire format, lowercased, without
 // compression (as a parsed question is). It allocates nothing.
 func WireScope(name []byte) Scope {
+	// A reverse name ends with the reverse apex at a label boundary: one
+	// walk over the labels finds that boundary and the last two labels.
+	revStart := len(name) - len(wireReverse)
+	rev := revStart >= 0 && bytes.Equal(name[revStart:], wireReverse)
 	var prev, last []byte
 	for off := 0; off < len(name) && name[off] != 0; {
+		if rev && off == revStart {
+			return Scope{InZone: true}
+		}
 		l := int(name[off])
 		if off+1+l > len(name) {
 			return Scope{}
@@ -45,23 +52,18 @@ func WireScope(name []byte) Scope {
 		prev, last = last, name[off+1:off+1+l]
 		off += 1 + l
 	}
+	sc := Scope{InZone: true}
 	switch {
 	case bytes.Equal(last, wireInternal):
-		sc := Scope{InZone: true, PerAsker: bytes.Equal(name, wireWhoami)}
-		if len(prev) > 0 && prev[0] != '_' {
-			sc.App = prev
-		}
-		return sc
+		sc.PerAsker = bytes.Equal(name, wireWhoami)
 	case bytes.Equal(last, wireFlycast):
-		sc := Scope{InZone: true}
-		if len(prev) > 0 && prev[0] != '_' {
-			sc.App = prev
-		}
-		return sc
-	case inReverseWire(name):
-		return Scope{InZone: true}
+	default:
+		return Scope{}
 	}
-	return Scope{}
+	if len(prev) > 0 && prev[0] != '_' {
+		sc.App = prev
+	}
+	return sc
 }
 
 // AnswerApp is the app label an answer with answer records (positive)
@@ -73,20 +75,6 @@ func (sc Scope) AnswerApp(qtype uint16, positive bool) []byte {
 		return nil
 	}
 	return sc.App
-}
-
-// inReverseWire reports whether a lowered wire name lies in the reverse
-// zone (its apex included): it ends with wireReverse at a label boundary.
-func inReverseWire(name []byte) bool {
-	start := len(name) - len(wireReverse)
-	if start < 0 || !bytes.Equal(name[start:], wireReverse) {
-		return false
-	}
-	off := 0
-	for off < start {
-		off += 1 + int(name[off])
-	}
-	return off == start
 }
 
 // OrderedForAsker reports whether answers of qtype are ordered for the
