@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meshdns/meshdns/registry"
+	"github.com/meshdns/meshdns/zones"
 )
 
 // The answer cache holds packed replies, built for the lowercased question,
@@ -187,9 +188,9 @@ func regionsID(snap *registry.Snapshot) uintptr {
 
 // cacheKey builds the key of a query into buf: org, lowered name, type,
 // reply size limit (a size class), EDNS presence, DO bit and COOKIE
-// presence, and for AAAA and SRV the asker's address and region (the order
+// presence, the transport, and for AAAA and SRV the asker's address and region (the order
 // depends on them).
-func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size int, src netip.Addr, region string) []byte {
+func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size int, tr Transport, src netip.Addr, region string) []byte {
 	buf = append(buf[:0], org.Name...)
 	buf = append(buf, 0)
 	buf = append(buf, name...)
@@ -205,6 +206,11 @@ func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size in
 	if wq.cookieLen != 0 {
 		f |= 4
 	}
+	if tr == TCP {
+		// TCP's size class is "unlimited": never mixed with UDP's 65535
+		// class, whose replies may carry TC.
+		f |= 8
+	}
 	buf = append(buf, f)
 	if ordered(wq.qtype) {
 		a := src.As16()
@@ -216,7 +222,7 @@ func cacheKey(buf []byte, org *registry.Org, name []byte, wq *wireQuery, size in
 
 // ordered reports whether answers of qtype are ordered for the asker:
 // AAAA and SRV (nearest first, ties by the asker's address).
-func ordered(qtype uint16) bool { return qtype == dns.TypeAAAA || qtype == dns.TypeSRV }
+func ordered(qtype uint16) bool { return zones.OrderedForAsker(qtype) }
 
 // valid reports whether e still answers correctly for this snapshot.
 func (e *cacheEntry) valid(cfg *Config, snap *registry.Snapshot, org *registry.Org, appLabel []byte) bool {

@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"time"
@@ -10,15 +9,28 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/meshdns/meshdns/registry"
+	"github.com/meshdns/meshdns/zones"
 )
 
-// worker answers UDP queries for one reading goroutine. It owns its answer
-// cache and scratch buffers, so the cached path allocates nothing and
-// shares nothing with other workers.
+// worker is the one query pipeline both transports feed: parse, who is
+// asking, answer cache, zones, reply (handle). A UDP worker serves one
+// reading goroutine; TCP workers are lent to connections for a batch of
+// queries at a time (tcp.go). A worker owns its answer cache and scratch
+// buffers, so the cached path allocates nothing and shares nothing with
+// other workers.
 type worker struct {
 	s     *Server
 	id    int // QueryInfo.Worker
 	cache *answerCache
+	// tr is the transport the worker serves: it sets the reply size limit
+	// (the EDNS size class over UDP, 65535 over TCP), which rate limits
+	// apply in here (UDP: the TCP transport applies its own) and the
+	// cache key.
+	tr Transport
+	// slow is set by handle when a TCP query must wait on an upstream
+	// (forwarding): the caller answers it with Server.general after giving
+	// the worker back, so no connection holds a worker while it waits.
+	slow bool
 	// conn and from are the socket and client of the packet being handled,
 	// for replies sent later by a forwarding goroutine; nil conn (tests)
 	// forwards in line.
@@ -40,6 +52,12 @@ func (s *Server) newWorker() *worker {
 	return &worker{s: s, id: int(s.workers.Add(1)), cache: newAnswerCache(&s.cache), key: make([]byte, 0, 512), out: make([]byte, 0, 4096), tmp: make([]byte, 0, 512)}
 }
 
+// general answers a query through the general path for this worker's
+// transport.
+func (w *worker) general(raw []byte, src, dst netip.Addr) []byte {
+	return w.s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: w.tr})
+}
+
 const (
 	flagQR     = 1 << 15
 	flagOpcode = 0xF << 11
@@ -48,34 +66,19 @@ const (
 	flagCD     = 1 << 4
 )
 
-var (
-	zoneInternal = []byte("internal")
-	zoneFlycast  = []byte("flycast")
-	whoamiName   = []byte("\x07_whoami\x08internal\x00")
-	// reverseApex is the reverse zone a.a.d.f.ip6.arpa. (fdaa::/16) as a
-	// lowered wire name.
-	reverseApex = []byte("\x01a\x01a\x01d\x01f\x03ip6\x04arpa\x00")
-)
-
-// inReverseZone reports whether a lowered wire name lies in the reverse
-// zone (its apex included): it ends with reverseApex at a label boundary.
-func inReverseZone(name []byte) bool {
-	start := len(name) - len(reverseApex)
-	if start < 0 || !bytes.Equal(name[start:], reverseApex) {
-		return false
-	}
-	off := 0
-	for off < start {
-		off += 1 + int(name[off])
-	}
-	return off == start
-}
-
-// handle answers one UDP query, from the cache when it can. It returns nil
-// when no reply is due. The returned slice is reused by the next call.
+// handle answers one query arriving over w.tr, from the cache when it can.
+// It returns nil when no reply is due (or, over TCP, when w.slow is set).
+// The returned slice is reused by the next call.
 func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	s := w.s
 	rl := s.limiter.Load()
+	udp := w.tr == UDP
+	if !udp {
+		// The TCP transport applies the rate limit itself: over it, the
+		// connection is closed (tcp.go).
+		rl = nil
+	}
+	w.slow = false
 	wq, ok := parseQuery(raw, &w.lower)
 	// A valid server cookie proves the source (cookie.go); the rate limit
 	// counts such queries apart.
@@ -92,45 +95,52 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 	}
 	if !ok || wq.cookieBad || wq.flags&(flagQR|flagOpcode) != 0 || wq.qclass != dns.ClassINET ||
 		(wq.hasOPT && wq.version != 0) || wq.qtype == dns.TypeAXFR || wq.qtype == dns.TypeIXFR {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	name := w.lower[:wq.nameLen]
-	zone := name[wq.zoneStart:wq.zoneEnd]
-	inZone := bytes.Equal(zone, zoneInternal) || bytes.Equal(zone, zoneFlycast) || inReverseZone(name)
-	if !inZone && w.conn != nil && s.cfg.Load().Forwarder != nil {
+	// What the answer depends on, and whether it is ours: zones decides.
+	scope := zones.WireScope(name)
+	inZone := scope.InZone
+	if !inZone && s.cfg.Load().Forwarder != nil {
 		// Forwarding waits on an upstream: never in this worker.
-		return w.forwardAsync(raw, src, dst)
+		if !udp {
+			w.slow = true
+			return nil
+		}
+		if w.conn != nil {
+			return w.forwardAsync(raw, src, dst)
+		}
 	}
-	if !inZone || bytes.Equal(name, whoamiName) {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+	if !inZone || scope.PerAsker {
+		return w.general(raw, src, dst)
 	}
 	snap := s.store.Snapshot()
 	cfg := s.cfg.Load()
 	if snap == nil {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	asker, ok := identify(snap, src, dst, cfg.DefaultOrg)
 	if !ok {
-		return s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})
+		return w.general(raw, src, dst)
 	}
 	var start time.Time
 	if cfg.Observer != nil {
 		start = time.Now() // costly on some VMs: only when someone listens
 	}
-	region := asker.Owner.Region()
-	if region == "" {
-		region = cfg.Zones.ServerRegion
+	// The region AAAA and SRV answers are ordered from: zones decides.
+	region := asker.Region(cfg.Zones)
+	size := maxTCPSize
+	if udp {
+		size = dns.MinMsgSize
+		if wq.hasOPT {
+			size = udpReplySize(wq.udpSize, cfg.UDPSize)
+		}
 	}
-	size := dns.MinMsgSize
-	if wq.hasOPT {
-		size = udpReplySize(wq.udpSize, cfg.UDPSize)
-	}
-	appLabel := name[wq.appStart:wq.appEnd]
-	w.key = cacheKey(w.key, asker.Org, name, &wq, size, asker.Addr, region)
+	w.key = cacheKey(w.key, asker.Org, name, &wq, size, w.tr, asker.Addr, region)
 	e := w.cache.get(w.key)
-	hit := e != nil && e.valid(cfg, snap, asker.Org, appLabel)
+	hit := e != nil && e.valid(cfg, snap, asker.Org, scope.App)
 	if !hit {
-		if e = w.fill(raw, &wq, src, dst, cfg, snap, asker.Org, verified); e == nil {
+		if e = w.fill(raw, &wq, scope, src, dst, cfg, snap, asker.Org, verified); e == nil {
 			// fill answered through the general path, rate limits included.
 			if len(w.out) == 0 {
 				return nil
@@ -138,7 +148,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 			return w.out
 		}
 	}
-	if hit && e.info.Rcode == dns.RcodeNameError {
+	if hit && udp && e.info.Rcode == dns.RcodeNameError {
 		if v := rl.check(src, verified, true); v != pass {
 			return w.overLimit(v, raw, &wq, true, src)
 		}
@@ -162,6 +172,7 @@ func (w *worker) handle(raw []byte, src, dst netip.Addr) []byte {
 		info.Cached = true
 		info.Src = src
 		info.Worker = w.id
+		info.Transport = w.tr
 		info.Duration = time.Since(start)
 		obs.ObserveQuery(info)
 	}
@@ -184,18 +195,18 @@ func (w *worker) overLimit(v verdict, raw []byte, wq *wireQuery, parsed bool, sr
 // fill answers a cache miss through the general path, from a copy of the
 // query with its name lowercased, and caches the reply when it may be.
 // When it may not, the reply is left in w.out and fill returns nil.
-func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org, verified bool) *cacheEntry {
+func (w *worker) fill(raw []byte, wq *wireQuery, scope zones.Scope, src, dst netip.Addr, cfg *Config, snap *registry.Snapshot, org *registry.Org, verified bool) *cacheEntry {
 	s := w.s
 	w.tmp = append(w.tmp[:0], raw...)
 	copy(w.tmp[12:wq.qEnd], w.lower[:wq.nameLen])
 	start := time.Now()
 	req := new(dns.Msg)
 	if err := req.Unpack(w.tmp); err != nil {
-		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], w.general(raw, src, dst)...)
 		return nil
 	}
-	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: UDP})
-	if isErrorRcode(m.Rcode) {
+	m, info := s.reply(req, Query{Src: src, Dst: dst, Transport: w.tr})
+	if w.tr == UDP && isErrorRcode(m.Rcode) {
 		if v := s.limiter.Load().check(src, verified, true); v != pass {
 			if w.overLimit(v, raw, wq, true, src) == nil {
 				w.out = w.out[:0]
@@ -207,11 +218,10 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 	// pointer to it, so patching the question's case fixes theirs too.
 	packed, err := m.Pack()
 	if err != nil {
-		w.out = append(w.out[:0], s.general(Query{Raw: raw, Src: src, Dst: dst, Transport: UDP})...)
+		w.out = append(w.out[:0], w.general(raw, src, dst)...)
 		return nil
 	}
 	info.Size = len(packed)
-	name := w.lower[:wq.nameLen]
 	if !cacheable(m) || wq.cookieLen != 0 && !endsWithCookie(packed) {
 		out := append(w.out[:0], packed...)
 		copy(out[12:wq.qEnd], raw[12:wq.qEnd])
@@ -225,11 +235,9 @@ func (w *worker) fill(raw []byte, wq *wireQuery, src, dst netip.Addr, cfg *Confi
 		e.regions = regionsID(snap)
 	}
 	// Positive answers under an app depend on that app alone; everything
-	// that carries the SOA or speaks for the whole org on the org, reverse
-	// names too (an address may move between apps and peers; "ip6" is no app).
-	appLabel := name[wq.appStart:wq.appEnd]
-	if len(m.Answer) > 0 && wq.qtype != dns.TypeSOA && len(appLabel) > 0 && appLabel[0] != '_' && !inReverseZone(name) {
-		e.app = org.App(string(appLabel))
+	// else on the whole org (zones.Scope says which).
+	if app := scope.AnswerApp(wq.qtype, len(m.Answer) > 0); len(app) > 0 {
+		e.app = org.App(string(app))
 	}
 	w.cache.put(w.key, e, cfg.AnswerCacheBytes, int(s.workers.Load()))
 	s.observe(info, start)

@@ -83,7 +83,7 @@ func FuzzHandlePacket(f *testing.F) {
 // queries itself and answers them from its cache: every reply must agree
 // with the general path's reply to the same bytes (both are asked twice,
 // so the second answer of the worker comes from its cache), cookies
-// included.
+// included, for a UDP worker and a TCP one.
 func FuzzCachedPath(f *testing.F) {
 	for _, q := range []struct {
 		name  string
@@ -117,17 +117,22 @@ func FuzzCachedPath(f *testing.F) {
 	s := newTestServer(f, testRegistry(300), "")
 	s.clock.close() // server cookies carry the time: both paths see the same
 	w := s.newWorker()
+	// A TCP worker, as connections borrow them (tcp.go).
+	wt := s.newWorker()
+	wt.tr = TCP
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for range 2 {
-			fast := w.handle(raw, acmeSrc, netip.Addr{})
-			if len(fast) == 0 {
-				fast = nil
+			for _, w := range []*worker{w, wt} {
+				fast := w.handle(raw, acmeSrc, netip.Addr{})
+				if w.slow {
+					t.Fatal("a query to forward with no forwarder")
+				}
+				fast = append([]byte(nil), fast...)
+				if len(fast) == 0 {
+					fast = nil
+				}
+				sameReply(t, fast, s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: w.tr}))
 			}
-			fast = append([]byte(nil), fast...)
-			if len(fast) == 0 {
-				fast = nil
-			}
-			sameReply(t, fast, s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: UDP}))
 		}
 	})
 }

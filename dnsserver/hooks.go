@@ -35,9 +35,9 @@ type QueryInfo struct {
 	// Size is the reply's length in bytes; Truncated is its TC bit.
 	Size      int
 	Truncated bool
-	// Worker numbers the UDP reader that answered from its cache (1, 2,
-	// ...), so an Observer can keep counts per reader instead of sharing
-	// them; 0 for every other answer.
+	// Worker numbers the worker (a UDP reader, or a TCP worker) that
+	// answered from its cache (1, 2, ...), so an Observer can keep counts
+	// per reader instead of sharing them; 0 for every other answer.
 	Worker int
 	// FailOpen is set when the answer holds every started machine of a
 	// name because none of them is healthy (SPEC §5).

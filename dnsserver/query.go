@@ -20,12 +20,7 @@ type wireQuery struct {
 	// more than one, which the general path answers FORMERR.
 	cookieOff, cookieLen int
 	cookieBad            bool
-	// zone is the name's final label ("internal" in "x.vm.web.internal."),
-	// app the label before it ("web"), as offsets into the lowered name;
-	// zero-length when there is no such label.
-	zoneStart, zoneEnd int
-	appStart, appEnd   int
-	nameLen            int // length of the lowered wire name
+	nameLen              int // length of the lowered wire name
 }
 
 // parseQuery reads a plain query: one question, no answer or authority
@@ -48,7 +43,6 @@ func parseQuery(raw []byte, lower *[255]byte) (q wireQuery, ok bool) {
 	}
 	off := 12
 	n := 0
-	prevStart, prevEnd, lastStart, lastEnd := 0, 0, 0, 0
 	for {
 		if off >= len(raw) {
 			return q, false
@@ -64,8 +58,6 @@ func parseQuery(raw []byte, lower *[255]byte) (q wireQuery, ok bool) {
 			return q, false
 		}
 		lower[n] = byte(l)
-		prevStart, prevEnd = lastStart, lastEnd
-		lastStart, lastEnd = n+1, n+1+l
 		for i := 0; i < l; i++ {
 			c := raw[off+1+i]
 			if c >= 'A' && c <= 'Z' {
@@ -78,7 +70,6 @@ func parseQuery(raw []byte, lower *[255]byte) (q wireQuery, ok bool) {
 	}
 	q.qEnd = off
 	q.nameLen = n
-	q.appStart, q.appEnd, q.zoneStart, q.zoneEnd = prevStart, prevEnd, lastStart, lastEnd
 	if off+4 > len(raw) {
 		return q, false
 	}

@@ -117,6 +117,8 @@ type Server struct {
 	addrs   []net.Addr
 	// tcpConns counts the open TCP connections, per source prefix.
 	tcpConns *tcpTable
+	// tcpWorkers answer TCP queries (tcp.go).
+	tcpWorkers *workerPool
 	// limited counts the queries over a rate limit (RateLimitStats).
 	limited limitCounts
 }
@@ -183,6 +185,7 @@ func New(cfg Config, store *registry.Store) *Server {
 	}
 	s := &Server{store: store, log: cfg.Log, clock: newCoarseClock(), forwardSlots: make(chan struct{}, maxForwardsInFlight), cookies: newCookieSecret()}
 	s.tcpConns = newTCPTable()
+	s.tcpWorkers = newWorkerPool()
 	s.setConfig(&cfg)
 	return s
 }

@@ -3,9 +3,9 @@ package dnsserver
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -315,66 +315,224 @@ func (s *Server) acceptTCP(l net.Listener) {
 	}
 }
 
-// serveTCPConn answers the queries of one connection, one at a time.
+// tcpWriteBatch is how many bytes of answers to pipelined queries are
+// gathered at most before they are written.
+const tcpWriteBatch = 64 << 10
+
+// tcpReadBuffer is what one read of a connection asks for: room for many
+// pipelined queries (a query is rarely above 100 bytes).
+const tcpReadBuffer = 16 << 10
+
+// serveTCPConn answers the queries of one connection on this one
+// goroutine. Each read takes every query already buffered; they are
+// answered in order by a TCP worker (the pipeline UDP uses, its answer
+// cache included), straight into the write buffer, and their answers
+// leave in one write.
 func (s *Server) serveTCPConn(c *tcpConn) {
 	defer s.wg.Done()
 	defer s.tcpConns.release(c)
 	defer c.conn.Close()
-	var buf, wbuf []byte
 	cfg := s.cfg.Load()
+	bufs := getTCPBufs()
+	defer putTCPBufs(bufs)
+	rbuf, wbuf := bufs.r, bufs.w
+	defer func() {
+		// Keep the buffers for the next connection unless a big
+		// message or burst grew them.
+		if len(rbuf) == tcpReadBuffer && cap(wbuf) <= tcpReadBuffer {
+			bufs.w = wbuf[:0]
+		}
+	}()
+	have := 0 // bytes in rbuf not yet answered
+	n := 0    // queries answered
 	timeout := min(cfg.TCPFirstQueryTimeout, cfg.TCPIdleTimeout)
-	for n := 0; cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries; n++ {
-		// The deadline covers the whole message, so a client sending a
-		// byte at a time holds the connection no longer than an idle one.
-		if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-			return
+	// readSet and writeSet are when the deadlines were last set (coarse
+	// clock): a busy connection moves them only every tenth of their
+	// length, not for every batch (each move costs a timer update).
+	var readSet, writeSet int64
+	for cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries {
+		// The deadline is set when a new message is awaited and covers
+		// the whole of it, so a client sending a byte at a time holds the
+		// connection no longer than an idle one.
+		if !fullMessage(rbuf[:have]) {
+			if now := s.clock.now(); now-readSet > int64(timeout/10) || readSet == 0 {
+				if err := c.conn.SetReadDeadline(time.Unix(0, now).Add(timeout)); err != nil {
+					return
+				}
+				readSet = now
+			}
 		}
-		var lenBuf [2]byte
-		if _, err := io.ReadFull(c.conn, lenBuf[:]); err != nil {
-			return
-		}
-		size := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if cap(buf) < size {
-			buf = make([]byte, size)
-		}
-		raw := buf[:size]
-		if _, err := io.ReadFull(c.conn, raw); err != nil {
-			return
+		for !fullMessage(rbuf[:have]) {
+			if have >= 2 {
+				if need := 2 + int(binary.BigEndian.Uint16(rbuf)); need > len(rbuf) {
+					rbuf = append(rbuf[:have], make([]byte, need-have)...)
+				}
+			}
+			m, err := c.conn.Read(rbuf[have:])
+			if m == 0 && err != nil {
+				return
+			}
+			have += m
 		}
 		if !s.tcpConns.setBusy(c, true) {
 			return // closed to make room for another connection
 		}
-		if !s.limiter.Load().allow(c.src, false) {
-			s.limited.tcpClosed()
-			s.log.Debug("tcp connection over the rate limit closed", zap.Stringer("src", c.src))
+		var stop bool
+		var off int
+		wbuf, off, n, stop = s.answerTCP(c, cfg, rbuf[:have], wbuf[:0], n)
+		if len(wbuf) > 0 {
+			if now := s.clock.now(); now-writeSet > int64(tcpWriteTimeout/10) {
+				if err := c.conn.SetWriteDeadline(time.Unix(0, now).Add(tcpWriteTimeout)); err != nil {
+					return
+				}
+				writeSet = now
+			}
+			if _, err := c.conn.Write(wbuf); err != nil {
+				s.log.Debug("tcp write failed", zap.Stringer("to", c.src), zap.Error(err))
+				return
+			}
+		}
+		if stop || !s.tcpConns.setBusy(c, false) {
 			return
 		}
-		out := s.general(Query{Raw: raw, Src: c.src, Dst: c.dst, Transport: TCP})
-		if out == nil {
-			return // not a query: nothing to answer, nothing more to read
+		have = copy(rbuf, rbuf[off:have])
+		if cap(wbuf) > 4*tcpReadBuffer+maxTCPSize {
+			wbuf = nil // a burst of big answers: do not keep its buffer
 		}
-		if len(out) > dns.MaxMsgSize {
-			s.log.Error("tcp answer longer than a TCP message; closing the connection", zap.Int("size", len(out)))
-			return
-		}
-		wbuf = binary.BigEndian.AppendUint16(wbuf[:0], uint16(len(out)))
-		wbuf = append(wbuf, out...)
-		if err := c.conn.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
-			return
-		}
-		if _, err := c.conn.Write(wbuf); err != nil {
-			s.log.Debug("tcp write failed", zap.Stringer("to", c.src), zap.Error(err))
-			return
-		}
-		if len(out) >= 4 && int(out[3]&0xF) == dns.RcodeRefused && s.refusedAsker(c, cfg) {
-			return
-		}
-		if !s.tcpConns.setBusy(c, false) {
-			return
+		if len(rbuf) > tcpReadBuffer && have <= tcpReadBuffer {
+			rbuf = append(bufs.r[:0], rbuf[:have]...)[:tcpReadBuffer]
 		}
 		cfg = s.cfg.Load()
-		timeout = cfg.TCPIdleTimeout
+		if timeout != cfg.TCPIdleTimeout {
+			timeout, readSet = cfg.TCPIdleTimeout, 0
+		}
 	}
+}
+
+// workerPool lends TCP workers to connections, a batch of queries at a
+// time. Each worker keeps its answer cache between loans, so TCP answers
+// come from the same kind of cache as UDP's; there are at most 2 per core
+// (created when first needed), as no more can run at once.
+type workerPool struct {
+	mu    sync.Mutex
+	n     int
+	ready chan *worker
+}
+
+func newWorkerPool() *workerPool {
+	return &workerPool{ready: make(chan *worker, max(2, 2*runtime.GOMAXPROCS(0)))}
+}
+
+func (p *workerPool) get(s *Server) *worker {
+	select {
+	case w := <-p.ready:
+		return w
+	default:
+	}
+	p.mu.Lock()
+	if p.n < cap(p.ready) {
+		p.n++
+		p.mu.Unlock()
+		w := s.newWorker()
+		w.tr = TCP
+		return w
+	}
+	p.mu.Unlock()
+	return <-p.ready
+}
+
+func (p *workerPool) put(w *worker) { p.ready <- w }
+
+// tcpBufs are a connection's read and write buffers, kept for the next
+// connection: one query per connection (a stub retrying over TCP) would
+// otherwise allocate them each time.
+type tcpBufs struct{ r, w []byte }
+
+// tcpBufFree holds the buffers of closed connections. Not a sync.Pool:
+// under a stream of short connections the heap is small and collected
+// often, and a sync.Pool is emptied by every other collection.
+var tcpBufFree = make(chan *tcpBufs, 256)
+
+func getTCPBufs() *tcpBufs {
+	select {
+	case b := <-tcpBufFree:
+		return b
+	default:
+		return &tcpBufs{r: make([]byte, tcpReadBuffer), w: make([]byte, 0, tcpReadBuffer)}
+	}
+}
+
+func putTCPBufs(b *tcpBufs) {
+	select {
+	case tcpBufFree <- b:
+	default:
+	}
+}
+
+// fullMessage reports whether b starts with a whole length-prefixed message.
+func fullMessage(b []byte) bool {
+	return len(b) >= 2 && len(b) >= 2+int(binary.BigEndian.Uint16(b))
+}
+
+// answerTCP answers the whole messages at the start of in, in order,
+// appending each answer with its length to out. It returns out, how much
+// of in was consumed, the count of queries answered, and stop when the
+// connection must be closed after out is written (over the rate limit, a
+// refused asker, a message that is no query, the query cap reached).
+func (s *Server) answerTCP(c *tcpConn, cfg *Config, in, out []byte, n int) (_ []byte, off, _ int, stop bool) {
+	var w *worker
+	defer func() {
+		if w != nil {
+			w.out = w.out[:0:0] // the buffer is the connection's: do not keep it
+			s.tcpWorkers.put(w)
+		}
+	}()
+	rl := s.limiter.Load()
+	// Answers leave at the latest when tcpWriteBatch bytes are ready, so a
+	// long pipeline of big answers streams out as it is answered.
+	for fullMessage(in[off:]) && (cfg.TCPMaxQueries < 0 || n < cfg.TCPMaxQueries) && len(out) < tcpWriteBatch {
+		size := int(binary.BigEndian.Uint16(in[off:]))
+		raw := in[off+2 : off+2+size]
+		off += 2 + size
+		n++
+		if !rl.allow(c.src, false) {
+			s.limited.tcpClosed()
+			s.log.Debug("tcp connection over the rate limit closed", zap.Stringer("src", c.src))
+			return out, off, n, true
+		}
+		if w == nil {
+			w = s.tcpWorkers.get(s)
+		}
+		// The answer is built right after its length in out: no copy.
+		at := len(out)
+		out = append(out, 0, 0)
+		w.out = out[at+2 : at+2]
+		ans := w.handle(raw, c.src, c.dst)
+		if w.slow {
+			// Forwarding: answered without holding the worker.
+			w.out = w.out[:0:0]
+			s.tcpWorkers.put(w)
+			w = nil
+			ans = s.general(Query{Raw: raw, Src: c.src, Dst: c.dst, Transport: TCP})
+		}
+		if ans == nil {
+			return out[:at], off, n, true // not a query: nothing to answer, nothing more to read
+		}
+		if len(ans) > dns.MaxMsgSize {
+			s.log.Error("tcp answer longer than a TCP message; closing the connection", zap.Int("size", len(ans)))
+			return out[:at], off, n, true
+		}
+		if len(ans) > 0 && at+2 < cap(out) && &ans[0] == &out[:at+3][at+2] {
+			out = out[:at+2+len(ans)] // built in place
+		} else {
+			out = append(out, ans...)
+		}
+		binary.BigEndian.PutUint16(out[at:], uint16(len(ans)))
+		if len(ans) >= 4 && int(ans[3]&0xF) == dns.RcodeRefused && s.refusedAsker(c, cfg) {
+			return out, off, n, true
+		}
+	}
+	return out, off, n, cfg.TCPMaxQueries >= 0 && n >= cfg.TCPMaxQueries
 }
 
 // refusedAsker reports whether c's source is refused for who it is: no

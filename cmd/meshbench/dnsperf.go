@@ -12,10 +12,44 @@ import (
 	"time"
 )
 
-// load is one dnsperf setting: -c clients, -q outstanding queries.
-type load struct{ C, Q int }
+// load is one dnsperf setting: -c clients, -q outstanding queries, and
+// the transport T: "udp" (or ""), "tcp" (-c connections, -q queries
+// pipelined on each, in batches) or "tcp1" (one query per connection).
+// Both TCP modes are meshbench's own clients (tcp1.go): dnsperf cannot
+// ask one query per connection, and its TCP mode fails on big answers.
+type load struct {
+	C, Q int
+	T    string
+}
 
-func (l load) String() string { return fmt.Sprintf("-c %d -q %d", l.C, l.Q) }
+func (l load) String() string {
+	switch l.T {
+	case "tcp":
+		return fmt.Sprintf("tcp -c %d -q %d", l.C, l.Q)
+	case transportTCP1:
+		return fmt.Sprintf("tcp1 -c %d -q %d", l.C, l.Q)
+	}
+	return fmt.Sprintf("-c %d -q %d", l.C, l.Q)
+}
+
+// withTransports is every load of loads over each transport of ts
+// ("udp,tcp,tcp1"), transport by transport.
+func withTransports(loads []load, ts string) ([]load, error) {
+	var out []load
+	for _, t := range strings.Split(ts, ",") {
+		t = strings.TrimSpace(t)
+		if t != "udp" && t != "tcp" && t != transportTCP1 {
+			return nil, fmt.Errorf("--transport %q: want udp, tcp or tcp1, comma-separated", ts)
+		}
+		for _, l := range loads {
+			if t != "udp" {
+				l.T = t
+			}
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
 
 // parseLoads parses "4x200,1x100".
 func parseLoads(s string) ([]load, error) {
@@ -27,7 +61,7 @@ func parseLoads(s string) ([]load, error) {
 		if !ok || err1 != nil || err2 != nil || ci < 1 || qi < 1 {
 			return nil, fmt.Errorf("--load %q: want CxQ[,CxQ...], e.g. 4x200,1x100", s)
 		}
-		out = append(out, load{ci, qi})
+		out = append(out, load{C: ci, Q: qi})
 	}
 	return out, nil
 }

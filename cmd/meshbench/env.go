@@ -22,6 +22,7 @@ type common struct {
 	Duration    time.Duration // each measured dnsperf run
 	Warmup      time.Duration // unmeasured dnsperf run per server first
 	Loads       string        // dnsperf settings, "4x200,1x100"
+	Transports  string        // "udp,tcp,tcp1": each load over each
 	Seed        uint64
 	DnsperfArgs string // extra dnsperf arguments
 	ProbeGap    time.Duration
@@ -53,6 +54,12 @@ type env struct {
 func newEnv(ctx context.Context, out, log io.Writer, c common) (*env, error) {
 	loads, err := parseLoads(c.Loads)
 	if err != nil {
+		return nil, err
+	}
+	if c.Transports == "" {
+		c.Transports = "udp"
+	}
+	if loads, err = withTransports(loads, c.Transports); err != nil {
 		return nil, err
 	}
 	e := &env{ctx: ctx, out: out, log: log, c: c, loads: loads, t0: time.Now()}
@@ -150,6 +157,23 @@ func (e *env) warm(b benchRun, t target) error {
 	if e.c.Warmup <= 0 {
 		return nil
 	}
-	_, err := runDnsperf(e.ctx, e.path(fmt.Sprintf("dnsperf-warmup-%s-%d.txt", t.Name, t.Cores)), t.Addr, t.Queries, e.loads[0], e.c.Warmup, b.Extra)
-	return err
+	// Once per transport: TCP answers are cached apart (one query per
+	// connection shares TCP's cache).
+	seen := map[string]bool{}
+	for _, l := range e.loads {
+		if l.T == transportTCP1 || seen[l.T] || !t.speaks(l) {
+			continue
+		}
+		seen[l.T] = true
+		var err error
+		if l.T == "tcp" {
+			_, err = runTCPPipelined(e.ctx, t.Addr, t.Probe, l, e.c.Warmup)
+		} else {
+			_, err = runDnsperf(e.ctx, e.path(fmt.Sprintf("dnsperf-warmup-%s-%d.txt", t.Name, t.Cores)), t.Addr, t.Queries, l, e.c.Warmup, b.Extra)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -104,7 +104,7 @@ type benchRun struct {
 // With profile, perf watches the server during the run (see perf.go).
 func (b benchRun) measure(ctx context.Context, t target, l load, round int, profile bool) (result, error) {
 	r := result{Target: t, Load: l, Round: round, GCs: -1}
-	tag := strings.ReplaceAll(fmt.Sprintf("%s-%d-c%dq%d-r%d", t.Name, t.Cores, l.C, l.Q, round), " ", "-")
+	tag := strings.ReplaceAll(fmt.Sprintf("%s-%d-c%dq%d%s-r%d", t.Name, t.Cores, l.C, l.Q, l.T, round), " ", "-")
 	gc0 := -1
 	if t.GCs != nil {
 		gc0 = t.GCs()
@@ -121,7 +121,16 @@ func (b benchRun) measure(ctx context.Context, t target, l load, round int, prof
 	defer stopProbe()
 	cpu0, host0 := t.CPU(), readHostCPU()
 	pr := startProbe(pctx, t.Addr, t.Probe, b.ProbeGap)
-	perf, err := runDnsperf(ctx, filepath.Join(b.Dir, "dnsperf-"+tag+".txt"), t.Addr, t.Queries, l, b.Duration, b.Extra)
+	var perf perfResult
+	var err error
+	switch l.T {
+	case transportTCP1:
+		perf, err = runTCP1(ctx, t.Addr, t.Probe, l, b.Duration)
+	case "tcp":
+		perf, err = runTCPPipelined(ctx, t.Addr, t.Probe, l, b.Duration)
+	default:
+		perf, err = runDnsperf(ctx, filepath.Join(b.Dir, "dnsperf-"+tag+".txt"), t.Addr, t.Queries, l, b.Duration, b.Extra)
+	}
 	stopProbe()
 	pr.wait()
 	cpu1, host1 := t.CPU(), readHostCPU()

@@ -143,6 +143,9 @@ func (e *env) measureAll(br benchRun, targets []target, rounds int) (runs, profi
 				slices.Reverse(order)
 			}
 			for _, t := range order {
+				if !t.speaks(l) {
+					continue
+				}
 				r, err := e.measureOne(br, t, l, round, false)
 				if err != nil {
 					return runs, profiled, err
@@ -154,7 +157,7 @@ func (e *env) measureAll(br benchRun, targets []target, rounds int) (runs, profi
 			continue
 		}
 		for _, t := range targets {
-			if t.Pids == nil {
+			if t.Pids == nil || !t.speaks(l) {
 				continue // in-process echo: nothing separate to attach to
 			}
 			r, err := e.measureOne(br, t, l, 0, true)

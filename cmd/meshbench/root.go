@@ -82,6 +82,7 @@ stopped when it exits, also on error or interrupt.`,
 	f.DurationVar(&c.Duration, "duration", 20*time.Second, "length of each measured dnsperf run")
 	f.DurationVar(&c.Warmup, "warmup", 3*time.Second, "unmeasured dnsperf run per server before measuring")
 	f.StringVar(&c.Loads, "load", "4x200,1x100", "dnsperf settings as CLIENTSxOUTSTANDING (-c and -q), comma-separated")
+	f.StringVar(&c.Transports, "transport", "udp", "transports to measure each --load over, comma-separated: udp, tcp (-c connections, each sending -q queries in one write and reading their answers, batch after batch), tcp1 (one query per connection: connect, ask, close; -c times -q clients, at most 40); TCP runs use meshbench's own client, not dnsperf")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the generated registry and query mix")
 	f.StringVar(&c.DnsperfArgs, "dnsperf-args", "", "extra dnsperf arguments, e.g. \"-e\" for EDNS(0)")
 	f.DurationVar(&c.ProbeGap, "probe-gap", time.Millisecond, "pause between the latency probe's queries")
