@@ -79,6 +79,13 @@ func startMeshdns(c meshdnsConfig, name string) (*meshdnsProc, error) {
 		// limiter would measure itself (--meshdns-args can set one).
 		args = append(args, "--rate-limit", "0")
 	}
+	if hasFlag(c.Bin, "max-tcp-conns-per-prefix") {
+		// The same for TCP: every benchmark connection comes from
+		// 127.0.0.1, one prefix, which meshdns caps at 50 connections
+		// (a real fleet's clients are many prefixes). NSD has no
+		// per-prefix cap; the global --max-tcp-conns stays.
+		args = append(args, "--max-tcp-conns-per-prefix", "1000")
+	}
 	if hasFlag(c.Bin, "http") {
 		hp, err := freePort()
 		if err != nil {
