@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -152,6 +153,16 @@ func pipelineQueries() []corner {
 	}
 	for _, c := range corners() {
 		qs = append(qs, corner{name: c.name, raw: c.raw})
+	}
+	// Every opcode, with EDNS: QUERY answers, the rest get NOTIMP (or
+	// FORMERR), the same way over both transports.
+	for op := 1; op < 16; op++ {
+		qs = append(qs, corner{name: "opcode " + strconv.Itoa(op), raw: func(t testing.TB) []byte {
+			m := query("web.internal.", dns.TypeAAAA)
+			m.Opcode = op
+			m.SetEdns0(1232, false)
+			return pack(t, m)
+		}})
 	}
 	return qs
 }
