@@ -316,18 +316,24 @@ func (o *cutObserver) take() []bool {
 	return c
 }
 
-// TestListCutReported: a TXT list over zones.MaxListText is reported cut
-// (QueryInfo.ListCut) whenever the cut list goes out — computed, from a
-// UDP worker's cache, over TCP — and not when a UDP reply had no room for
-// it (TC, the client comes back over TCP) or the list is whole.
-func TestListCutReported(t *testing.T) {
+// cutWorker is a worker of a server with a 3,000-machine app, 64 KiB UDP
+// answers and an observer of the cut flag.
+func cutWorker(t *testing.T) (*worker, *cutObserver) {
 	s := newTestServer(t, testRegistry(3000), "")
 	obs := &cutObserver{}
 	cfg := *s.cfg.Load()
 	cfg.Observer = obs
 	cfg.UDPSize = 65535
 	s.Reconfigure(cfg)
-	w := s.newWorker()
+	return s.newWorker(), obs
+}
+
+// TestListCutReported: a TXT list over zones.MaxListText is reported cut
+// (QueryInfo.ListCut) whenever the cut list goes out — computed, from a
+// UDP worker's cache, over TCP — and not when a UDP reply had no room for
+// it (TC, the client comes back over TCP) or the list is whole.
+func TestListCutReported(t *testing.T) {
+	w, obs := cutWorker(t)
 	for _, tc := range []struct {
 		name string
 		edns uint16
@@ -347,7 +353,7 @@ func TestListCutReported(t *testing.T) {
 		raw := pack(t, m)
 		var n int
 		if tc.tr == TCP {
-			s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: TCP})
+			w.s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: TCP})
 			n = 1
 		} else {
 			w.handle(raw, acmeSrc, netip.Addr{})
@@ -408,13 +414,7 @@ func TestDigCorners(t *testing.T) {
 // buffer, and the reply takes at most zones.MaxAnswer bytes with no TC; a
 // UDP reply cut by the client's size is TC, not a cut answer.
 func TestRecordCutReported(t *testing.T) {
-	s := newTestServer(t, testRegistry(3000), "")
-	obs := &cutObserver{}
-	cfg := *s.cfg.Load()
-	cfg.Observer = obs
-	cfg.UDPSize = 65535
-	s.Reconfigure(cfg)
-	w := s.newWorker()
+	w, obs := cutWorker(t)
 	for _, tc := range []struct {
 		edns uint16
 		tr   Transport
@@ -431,7 +431,7 @@ func TestRecordCutReported(t *testing.T) {
 		raw := pack(t, m)
 		var outs [][]byte
 		if tc.tr == TCP {
-			outs = append(outs, s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: TCP}))
+			outs = append(outs, w.s.HandlePacket(Query{Raw: raw, Src: acmeSrc, Transport: TCP}))
 		} else {
 			outs = append(outs, append([]byte(nil), w.handle(raw, acmeSrc, netip.Addr{})...))
 			outs = append(outs, append([]byte(nil), w.handle(raw, acmeSrc, netip.Addr{})...)) // from the cache

@@ -105,17 +105,7 @@ func askOnce(ctx context.Context, d *net.Dialer, addr string, msg, buf []byte, d
 	if _, err := c.Write(msg); err != nil {
 		return 0, err
 	}
-	if _, err := io.ReadFull(c, buf[:2]); err != nil {
-		return 0, err
-	}
-	n := int(binary.BigEndian.Uint16(buf))
-	if n < 12 {
-		return 0, fmt.Errorf("tcp1: answer of %d bytes", n)
-	}
-	if _, err := io.ReadFull(c, buf[2:2+n]); err != nil {
-		return 0, err
-	}
-	return int(buf[2+3] & 0xF), nil
+	return readAnswer(c, buf)
 }
 
 // rusageSelf is this process's CPU time so far.

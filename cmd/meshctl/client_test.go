@@ -3,16 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +31,7 @@ func parseGlobals(t *testing.T, args ...string) *globalFlags {
 func TestClientConfig(t *testing.T) {
 	t.Setenv(etcdclient.PasswordEnv, "") // the cases that want them set them themselves
 	t.Setenv(oldPasswordEnv, "")
-	certs := writeTestCerts(t)
+	certs := etcdclienttest.WriteCerts(t)
 	ca, cert, key := certs+"/ca.pem", certs+"/client.pem", certs+"/client-key.pem"
 
 	t.Run("defaults", func(t *testing.T) {
@@ -143,7 +135,7 @@ func TestClientConfig(t *testing.T) {
 // (--cacert, --cert, --key, --user) still set the same values as the
 // canonical --etcd-* ones, and stay out of the help.
 func TestOldFlagNames(t *testing.T) {
-	certs := writeTestCerts(t)
+	certs := etcdclienttest.WriteCerts(t)
 	for _, tc := range []struct{ old, canonical, value string }{
 		{"--cacert", "--etcd-cacert", certs + "/ca.pem"},
 		{"--cert", "--etcd-cert", certs + "/client.pem"},
@@ -248,50 +240,4 @@ func TestAuth(t *testing.T) {
 
 	checkOneLineError(t, r.run("--user", "root:wrong", "org", "list"), exitFailure, "authentication failed")
 	checkOneLineError(t, r.run("org", "list"), exitFailure, "requires authentication: give --etcd-user NAME and the password in $MESHDNS_ETCD_PASSWORD")
-}
-
-// writeTestCerts writes a CA and a client certificate signed by it into a
-// temporary directory and returns the directory.
-func writeTestCerts(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey, clientKey := newKey(), newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	clientDER, err := x509.CreateCertificate(rand.Reader, clientTmpl, caTmpl, &clientKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(clientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	write("client.pem", "CERTIFICATE", clientDER)
-	write("client-key.pem", "EC PRIVATE KEY", keyDER)
-	return dir
 }
