@@ -541,6 +541,8 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 		ev0 += h.events.Load()
 	}
 	restarts0, loads0 := syncerCounts(hosts)
+	profilePhase(fmt.Sprintf("row-h%d-p%d-w%d", len(hosts), p, w))
+	defer profilePhase("after")
 	m0 := f.mark()
 	interval := time.Second / time.Duration(w)
 	tick := time.NewTicker(interval)

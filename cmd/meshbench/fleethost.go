@@ -106,11 +106,12 @@ func newFleetHost(i int, c hostConfig) (*fleetHost, error) {
 	// (every 5 minutes by default: never within a run).
 	h.syncer = registry.NewSyncer(registry.SyncerConfig{Client: h.cli, Prefix: c.Prefix, Store: h.store,
 		ClusterID: cluster, ReloadJitter: 5 * time.Second,
-		// The registry hands no memory back itself any more: as before,
-		// after every completed load.
+		// The registry hands no memory back itself any more: as meshdns
+		// does, after every completed load — but coalesced across the
+		// hosts, since they share one heap (see freeOSMemory).
 		OnLoadEnd: func(err error) {
 			if err == nil {
-				go debug.FreeOSMemory()
+				freeOSMemory()
 			}
 		}})
 	return h, nil
@@ -320,4 +321,29 @@ func (t *fleetTracker) samples() []writeSample {
 		out = append(out, s)
 	}
 	return out
+}
+
+// freeOSMemory hands the heap's free memory back to the system after a
+// host's load, as meshdns does after its own. A meshdns process does it
+// for a heap of one registry; here every host shares one heap of N
+// registries, and a full collection per host's load made a fleet's start
+// cost N full collections of an N-registry heap (3 minutes for 1,000
+// hosts, most of it in the collector). Requests are coalesced: at most one
+// collection runs at a time, and the requests made meanwhile are served by
+// one more when it ends.
+func freeOSMemory() {
+	if freeOSMem.pending.Swap(true) {
+		return // one is queued already
+	}
+	go func() {
+		freeOSMem.mu.Lock()
+		defer freeOSMem.mu.Unlock()
+		freeOSMem.pending.Store(false)
+		debug.FreeOSMemory()
+	}()
+}
+
+var freeOSMem struct {
+	mu      sync.Mutex
+	pending atomic.Bool
 }

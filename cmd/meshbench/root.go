@@ -124,9 +124,31 @@ stopped when it exits, also on error or interrupt.`,
 			_ = profFile.Close()
 		}
 	}
+	// A benchmark may split the profile into phases (fleet: one file per
+	// row of writes), so that what it measures is not lost among its setup.
+	profilePhase = func(name string) {
+		if profFile == nil {
+			return
+		}
+		pprof.StopCPUProfile()
+		_ = profFile.Close()
+		var err error
+		if profFile, err = os.Create(cpuProfile + "." + name); err != nil {
+			fmt.Fprintf(stderr, "--cpuprofile: %v\n", err)
+			profFile = nil
+			return
+		}
+		if err := pprof.StartCPUProfile(profFile); err != nil {
+			fmt.Fprintf(stderr, "--cpuprofile: %v\n", err)
+		}
+	}
 	root.AddCommand(newQPSCmd(newE), newPropagationCmd(newE), newScaleCmd(newE), newFleetCmd(newE), newSmokeCmd(newE))
 	return root
 }
+
+// profilePhase ends the part of --cpuprofile's profile written so far and
+// goes on in FILE.name; it does nothing without --cpuprofile.
+var profilePhase = func(name string) {}
 
 // envMaker makes the env of one benchmark from the parsed flags, changed by mod.
 type envMaker func(mod func(*common)) (*env, error)
