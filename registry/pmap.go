@@ -1,6 +1,10 @@
 package registry
 
-import "math/bits"
+import (
+	"cmp"
+	"math/bits"
+	"slices"
+)
 
 // shardedMap is an immutable map split into shards, so that a new version
 // with a few keys changed copies only the shards those keys live in (plus
@@ -9,12 +13,11 @@ import "math/bits"
 // reading the old version without locks.
 //
 // The number of shards follows the size: a power of two, about one shard
-// per shardTarget entries, at most maxShards. A small map is one shard: a
-// Go map costs a few hundred bytes however few entries it holds, and
-// meshdns keeps two of these per org (apps and addresses), so 256 shards
-// for an org of 100 machines cost about 300 bytes per machine in maps of
-// one entry each. A change copies one shard: at most 2·shardTarget entries
-// in a map below maxShards·shardTarget entries, n/maxShards beyond.
+// per shardTarget entries, at most maxShards. A small map is one shard, so
+// an org of a few machines does not pay for 256 nearly empty shards (meshdns
+// keeps two of these per org: apps and addresses). A change copies one
+// shard: at most 2·shardTarget entries in a map below
+// maxShards·shardTarget entries, n/maxShards beyond.
 //
 // shardTarget is 16: the maps of orgs and networks (one entry per org)
 // are rebuilt on every event, so with 64 an event in a registry of 100
@@ -22,10 +25,21 @@ import "math/bits"
 // faster and 31% smaller (BenchmarkApplyOneMachine, geomean of its five
 // shapes) for 1.6% more heap per key (BenchmarkLoadScaleShape).
 type shardedMap[K comparable, V any] struct {
-	shards []map[K]V // len is a power of two; nil until the first Set
-	bits   uint8     // len(shards) == 1<<bits
+	shards [][]entry[K, V] // len is a power of two; nil until the first Set
+	bits   uint8           // len(shards) == 1<<bits
 	hash   func(K) uint32
 	n      int
+}
+
+// entry is one key of a shard. A shard is a slice of entries sorted by
+// hash: copying one for an edit is one allocation and a memmove, where a
+// Go map of the same entries costs a table and every key rehashed and
+// reinserted (in the fleet benchmark's profile, building the copied maps
+// was a fifth of all the hosts' CPU). Lookups binary-search the hash.
+type entry[K comparable, V any] struct {
+	h uint32
+	k K
+	v V
 }
 
 const (
@@ -44,14 +58,39 @@ func shardIndex(h uint32, b uint8) uint32 {
 	return (h * 0x9E3779B1) >> (32 - uint32(b)) // 0 when b is 0
 }
 
+// find returns the index of k (hash h) in shard s, or where an entry of
+// hash h would be inserted, and whether k is there.
+func find[K comparable, V any](s []entry[K, V], h uint32, k K) (int, bool) {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if s[mid].h < h {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	for i := lo; i < len(s) && s[i].h == h; i++ {
+		if s[i].k == k {
+			return i, true
+		}
+	}
+	return lo, false
+}
+
 // Get returns the value stored under k.
 func (m shardedMap[K, V]) Get(k K) (V, bool) {
 	if m.shards == nil {
 		var zero V
 		return zero, false
 	}
-	v, ok := m.shards[shardIndex(m.hash(k), m.bits)][k]
-	return v, ok
+	h := m.hash(k)
+	s := m.shards[shardIndex(h, m.bits)]
+	if i, ok := find(s, h, k); ok {
+		return s[i].v, true
+	}
+	var zero V
+	return zero, false
 }
 
 // Len is the number of entries.
@@ -60,8 +99,8 @@ func (m shardedMap[K, V]) Len() int { return m.n }
 // Range calls fn for every entry, in no particular order, until fn returns false.
 func (m shardedMap[K, V]) Range(fn func(K, V) bool) {
 	for _, s := range m.shards {
-		for k, v := range s {
-			if !fn(k, v) {
+		for i := range s {
+			if !fn(s[i].k, s[i].v) {
 				return
 			}
 		}
@@ -87,55 +126,64 @@ type mapEditor[K comparable, V any] struct {
 func (m shardedMap[K, V]) edit() *mapEditor[K, V] {
 	e := &mapEditor[K, V]{m: m}
 	if m.shards == nil {
-		e.m.shards = []map[K]V{nil}
+		e.m.shards = [][]entry[K, V]{nil}
 		e.m.bits = 0
 	} else {
-		e.m.shards = append([]map[K]V(nil), m.shards...)
+		e.m.shards = append([][]entry[K, V](nil), m.shards...)
 	}
 	return e
 }
 
-func (e *mapEditor[K, V]) shard(k K) map[K]V {
-	i := shardIndex(e.m.hash(k), e.m.bits)
+// own makes shard i the editor's own copy, with room for one more entry.
+func (e *mapEditor[K, V]) own(i uint32) {
 	if e.copied[i/64]&(1<<(i%64)) == 0 {
 		old := e.m.shards[i]
-		s := make(map[K]V, len(old)+1)
-		for k, v := range old {
-			s[k] = v
-		}
+		s := make([]entry[K, V], len(old), len(old)+1)
+		copy(s, old)
 		e.m.shards[i] = s
 		e.copied[i/64] |= 1 << (i % 64)
 	}
-	return e.m.shards[i]
 }
 
 func (e *mapEditor[K, V]) Set(k K, v V) {
-	s := e.shard(k)
-	if _, ok := s[k]; !ok {
-		e.m.n++
-		if e.m.n > 2*shardTarget<<e.m.bits && e.m.bits < maxShardBits {
-			// Grown past its shards: spread it over more. This copies
-			// the whole map, but only each time it has doubled at least,
-			// so it adds a constant amount of work per entry added.
-			s[k] = v
-			e.reshard(shardBits(e.m.n))
-			return
-		}
+	h := e.m.hash(k)
+	si := shardIndex(h, e.m.bits)
+	i, ok := find(e.m.shards[si], h, k)
+	e.own(si)
+	s := e.m.shards[si]
+	if ok {
+		s[i].v = v
+		return
 	}
-	s[k] = v
+	// After the entries of the same hash, so that find's scan sees them.
+	for i < len(s) && s[i].h == h {
+		i++
+	}
+	e.m.shards[si] = slices.Insert(s, i, entry[K, V]{h: h, k: k, v: v})
+	e.m.n++
+	if e.m.n > 2*shardTarget<<e.m.bits && e.m.bits < maxShardBits {
+		// Grown past its shards: spread it over more. This copies the
+		// whole map, but only each time it has doubled at least, so it
+		// adds a constant amount of work per entry added.
+		e.reshard(shardBits(e.m.n))
+	}
 }
 
 // reshard spreads the entries over 1<<b new shards, all of them the editor's own.
 func (e *mapEditor[K, V]) reshard(b uint8) {
-	shards := make([]map[K]V, 1<<b)
+	shards := make([][]entry[K, V], 1<<b)
 	per := e.m.n>>b + 1
 	for i := range shards {
-		shards[i] = make(map[K]V, per+per/4)
+		shards[i] = make([]entry[K, V], 0, per+per/4)
 	}
 	for _, s := range e.m.shards {
-		for k, v := range s {
-			shards[shardIndex(e.m.hash(k), b)][k] = v
+		for _, en := range s {
+			i := shardIndex(en.h, b)
+			shards[i] = append(shards[i], en)
 		}
+	}
+	for _, s := range shards {
+		slices.SortStableFunc(s, func(x, y entry[K, V]) int { return cmp.Compare(x.h, y.h) })
 	}
 	e.m.shards, e.m.bits = shards, b
 	for i := range e.copied {
@@ -144,10 +192,14 @@ func (e *mapEditor[K, V]) reshard(b uint8) {
 }
 
 func (e *mapEditor[K, V]) Delete(k K) {
-	if _, ok := e.m.Get(k); !ok {
+	h := e.m.hash(k)
+	si := shardIndex(h, e.m.bits)
+	i, ok := find(e.m.shards[si], h, k)
+	if !ok {
 		return
 	}
-	delete(e.shard(k), k)
+	e.own(si)
+	e.m.shards[si] = slices.Delete(e.m.shards[si], i, i+1)
 	e.m.n--
 }
 
