@@ -27,7 +27,7 @@ func Count(s *registry.Snapshot) Sizes {
 		z.Apps += len(names)
 		for _, n := range names {
 			if a := o.App(n); a != nil {
-				z.Machines += len(a.Machines)
+				z.Machines += a.Machines.Len()
 			}
 		}
 		z.Peers += len(o.PeerNames())

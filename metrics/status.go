@@ -505,8 +505,8 @@ func (c *orgCache) get(s *registry.Snapshot) ([]OrgRow, RegCounts) {
 			if a == nil {
 				continue
 			}
-			r.Machines += len(a.Machines)
-			for _, m := range a.Machines {
+			r.Machines += a.Machines.Len()
+			for _, m := range a.Machines.All() {
 				if m.Started() {
 					r.Started++
 				}

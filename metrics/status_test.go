@@ -38,7 +38,7 @@ func TestStatusCountsMatchTheSnapshot(t *testing.T) {
 	started := 0
 	snap.RangeOrgs(func(o *registry.Org) bool {
 		for _, n := range o.AppNames() {
-			for _, m := range o.App(n).Machines {
+			for _, m := range o.App(n).Machines.All() {
 				if m.State == registry.StateStarted {
 					started++
 				}

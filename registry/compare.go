@@ -217,13 +217,13 @@ func (c *comparer) closeApp() {
 	c.curOpen = false
 	a := c.app(c.cur.org, c.cur.app)
 	a.visited, a.served = true, len(c.machines)
-	var have []*Machine
+	var have MachineList
 	if so := c.snap.Org(c.cur.org); so != nil {
 		if sa := so.App(c.cur.app); sa != nil {
 			have = sa.Machines
 		}
 	}
-	diffMachines(c.cur.org, c.cur.app, c.machines, have, func(k Key) bool { c.differ(k); return true })
+	diffMachines(c.cur.org, c.cur.app, cursorOfSlice(c.machines), cursorOf(have), func(k Key) bool { c.differ(k); return true })
 	clear(c.machines) // drop the decoded machines now
 	c.machines = c.machines[:0]
 }
@@ -252,7 +252,7 @@ func (c *comparer) finish() []string {
 			if !served || a == nil || !a.visited {
 				// No machine key of this app was read: every machine the
 				// snapshot serves for it is one too many.
-				for _, m := range so.App(an).Machines {
+				for _, m := range so.App(an).Machines.All() {
 					c.differ(MachineKey(so.Name, an, m.ID))
 				}
 			}

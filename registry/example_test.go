@@ -30,7 +30,7 @@ func ExampleSnapshotFromText() {
 	fmt.Println("org:", org.Name, org.Network, "dns:", org.APIAddr())
 	app := org.App("web")
 	fmt.Println("app:", app.Name, "flycast:", app.Flycast)
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		fmt.Println("  machine:", m.ID, m.Region, m.State, "started:", m.Started())
 	}
 	if w, ok := org.Owner(netip.MustParseAddr("fdaa:0:18:a7b:9::2")); ok {
@@ -71,7 +71,7 @@ func ExampleStore_Apply() {
 	}})
 	after := store.Snapshot()
 
-	fmt.Println("before:", len(before.Org("acme").App("web").Machines), "machine(s) at revision", before.Revision)
+	fmt.Println("before:", before.Org("acme").App("web").Machines.Len(), "machine(s) at revision", before.Revision)
 	fmt.Println("after:", after.Org("acme").App("web"), "at revision", after.Revision)
 	// Output:
 	// before: 1 machine(s) at revision 2

@@ -91,8 +91,8 @@ func dumpOrg(t testing.TB, b *strings.Builder, s *Snapshot, o *Org) {
 			line += " flycast=" + a.Flycast.String()
 		}
 		fmt.Fprintln(b, line)
-		for i, m := range a.Machines {
-			if i > 0 && a.Machines[i-1].ID >= m.ID {
+		for i, m := range a.Machines.All() {
+			if i > 0 && a.Machines.At(i-1).ID >= m.ID {
 				t.Errorf("dump: app %s/%s: Machines not sorted by id at %d", o.Name, name, i)
 			}
 			if a.Machine(m.ID) != m || m.Org != o.Name || m.App != name || !m.Deployed() || !o.Network.Contains(m.IP) {

@@ -88,7 +88,7 @@ func WriteCopy(path, prefix string, clusterID uint64, snap *Snapshot) error {
 			if err = w.add(appendAppLine(w.line, a), nil); err != nil {
 				return false
 			}
-			for _, m := range a.Machines {
+			for _, m := range a.Machines.All() {
 				if err = w.add(appendMachineLine(w.line, m)); err != nil {
 					return false
 				}

@@ -34,7 +34,7 @@ func served(s *Snapshot) map[string]any {
 		for _, an := range o.AppNames() {
 			a := o.App(an)
 			out["app/"+o.Name+"/"+an] = a.Flycast
-			for _, m := range a.Machines {
+			for _, m := range a.Machines.All() {
 				out["machine/"+o.Name+"/"+an+"/"+m.ID] = *m
 			}
 		}

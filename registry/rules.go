@@ -120,14 +120,14 @@ func diffOrg(a, b *Org, differ func(Key) bool) {
 				return
 			}
 		}
-		var xm, ym []*Machine
+		var xm, ym MachineList
 		if x != nil {
 			xm = x.Machines
 		}
 		if y != nil {
 			ym = y.Machines
 		}
-		if !diffMachines(name, app, xm, ym, differ) {
+		if !diffMachines(name, app, cursorOf(xm), cursorOf(ym), differ) {
 			return
 		}
 	}
@@ -141,19 +141,24 @@ func diffOrg(a, b *Org, differ func(Key) bool) {
 	}
 }
 
-// diffMachines compares two machine lists sorted by id (App.Machines), as a
-// merge; it reports false when differ asked to stop.
-func diffMachines(org, app string, want, have []*Machine, differ func(Key) bool) bool {
-	for len(want) > 0 || len(have) > 0 {
+// diffMachines compares two machine lists sorted by id (App.Machines, or
+// the comparer's slice), as a merge; it reports false when differ asked to
+// stop.
+func diffMachines(org, app string, want, have machineCursor, differ func(Key) bool) bool {
+	for !want.done() || !have.done() {
 		var k Key
 		switch {
-		case len(have) == 0 || len(want) > 0 && want[0].ID < have[0].ID:
-			k, want = MachineKey(org, app, want[0].ID), want[1:]
-		case len(want) == 0 || have[0].ID < want[0].ID:
-			k, have = MachineKey(org, app, have[0].ID), have[1:]
+		case have.done() || !want.done() && want.peek().ID < have.peek().ID:
+			k = MachineKey(org, app, want.peek().ID)
+			want.next()
+		case want.done() || have.peek().ID < want.peek().ID:
+			k = MachineKey(org, app, have.peek().ID)
+			have.next()
 		default:
-			same := sameMachine(want[0], have[0])
-			k, want, have = MachineKey(org, app, want[0].ID), want[1:], have[1:]
+			same := sameMachine(want.peek(), have.peek())
+			k = MachineKey(org, app, want.peek().ID)
+			want.next()
+			have.next()
 			if same {
 				continue
 			}

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"net/netip"
-	"slices"
-	"strings"
 	"sync/atomic"
 )
 
@@ -175,22 +173,16 @@ type App struct {
 	// Gen changes whenever anything in this app changes; caches compare it.
 	Gen uint64
 	// Machines are the app's deployed machines (any state but destroyed,
-	// without skip_registration), sorted by id. Callers must not modify it.
-	Machines []*Machine
+	// without skip_registration), sorted by id: an immutable chunked list
+	// (MachineList), so the next version of the app shares all of it but
+	// the chunks a change touched. Iterate with Machines.All().
+	Machines MachineList
 }
 
 // Machine returns the deployed machine with that id, or nil. Machines is
 // sorted by id, so this is a binary search: no per-app index to copy when
 // the app changes.
 func (a *App) Machine(id string) *Machine {
-	if i, ok := machineIndex(a.Machines, id); ok {
-		return a.Machines[i]
-	}
-	return nil
-}
-
-// machineIndex finds id in machines sorted by id: its index, or where it
-// would be inserted.
-func machineIndex(machines []*Machine, id string) (int, bool) {
-	return slices.BinarySearchFunc(machines, id, func(m *Machine, id string) int { return strings.Compare(m.ID, id) })
+	m, _ := a.Machines.Get(id)
+	return m
 }

@@ -1130,7 +1130,7 @@ func TestSnapshotImmutable(t *testing.T) {
 	old := s.Snapshot()
 	before := dump(t, old)
 	org, app, m := old.Org("acme"), old.Org("acme").App("web"), old.Org("acme").App("web").Machine("0a1")
-	machines, appNames, peerNames := slices.Clone(app.Machines), slices.Clone(org.AppNames()), slices.Clone(org.PeerNames())
+	machines, appNames, peerNames := app.Machines.Slice(), slices.Clone(org.AppNames()), slices.Clone(org.PeerNames())
 	orgCopy, appGen, mCopy := *org, app.Gen, *m
 
 	for _, events := range []string{
@@ -1156,7 +1156,7 @@ func TestSnapshotImmutable(t *testing.T) {
 		t.Error("the old snapshot hands out different objects")
 	}
 	if org.Name != orgCopy.Name || org.Network != orgCopy.Network || org.Serial != orgCopy.Serial || org.Gen != orgCopy.Gen ||
-		app.Gen != appGen || !slices.Equal(app.Machines, machines) || !slices.Equal(org.AppNames(), appNames) ||
+		app.Gen != appGen || !slices.Equal(app.Machines.Slice(), machines) || !slices.Equal(org.AppNames(), appNames) ||
 		!slices.Equal(org.PeerNames(), peerNames) || m.Region != mCopy.Region || m.Metadata["role"] != "primary" {
 		t.Error("objects of the old snapshot were modified")
 	}

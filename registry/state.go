@@ -3,7 +3,6 @@ package registry
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -462,7 +461,7 @@ func (b *orgBuilder) dropOwners(old, a *App, ids map[string]bool) {
 		return
 	}
 	if ids == nil {
-		for _, m := range old.Machines {
+		for _, m := range old.Machines.All() {
 			b.dropOwner(a, m)
 		}
 		return
@@ -486,7 +485,7 @@ func (b *orgBuilder) dropOwner(a *App, m *Machine) {
 // setOwners records the addresses of a's new or changed machines.
 func (b *orgBuilder) setOwners(old, a *App, ids map[string]bool) {
 	if ids == nil || old == nil {
-		for _, m := range a.Machines {
+		for _, m := range a.Machines.All() {
 			b.setOwner(old, m)
 		}
 		return
@@ -553,9 +552,9 @@ func (b *orgBuilder) done() *Org {
 
 // buildApp makes the new view of one app, or nil if the app does not exist:
 // no valid apps/ key and no deployed machine. With old and the set of
-// changed machine ids it patches old's sorted machine list — work in
-// proportion to the change, not to the app; with ids nil it looks at every
-// machine.
+// changed machine ids it patches old's sorted machine list, copying only
+// the chunks the change touches (MachineList) — work in proportion to the
+// change, not to the app; with ids nil it looks at every machine.
 func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, gen *uint64, old *App, ids map[string]bool) *App {
 	if as == nil {
 		return nil
@@ -586,25 +585,28 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 		return ok
 	}
 	if old != nil && ids != nil {
-		a.Machines = slices.Clone(old.Machines)
+		// Copies only the chunks the changed ids fall in (and the chunk
+		// index): the rest of the list is shared with old.
+		e := editMachines(old.Machines)
 		for id := range ids {
-			if i, found := machineIndex(a.Machines, id); found {
-				a.Machines = slices.Delete(a.Machines, i, i+1)
-			}
 			if m := as.machines[id]; m != nil && served(id, m) {
-				i, _ := machineIndex(a.Machines, id)
-				a.Machines = slices.Insert(a.Machines, i, m)
+				e.Set(m)
+			} else {
+				e.Delete(id)
 			}
 		}
+		a.Machines = e.Done()
 	} else {
+		ms := make([]*Machine, 0, len(as.machines))
 		for id, m := range as.machines {
 			if served(id, m) {
-				a.Machines = append(a.Machines, m)
+				ms = append(ms, m)
 			}
 		}
-		slices.SortFunc(a.Machines, func(x, y *Machine) int { return strings.Compare(x.ID, y.ID) })
+		slices.SortFunc(ms, compareMachines)
+		a.Machines = machineListOfSorted(ms)
 	}
-	if !appExists(value != nil, len(a.Machines)) {
+	if !appExists(value != nil, a.Machines.Len()) {
 		return nil
 	}
 	*gen++

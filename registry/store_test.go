@@ -169,10 +169,10 @@ func TestStoreConcurrentReaders(t *testing.T) {
 		if a == nil {
 			return step, fmt.Errorf("revision %d: app web missing", snap.Revision)
 		}
-		if want := min(step+1, ids); len(a.Machines) != want {
-			return step, fmt.Errorf("revision %d (step %d): %d machines, want %d", snap.Revision, step, len(a.Machines), want)
+		if want := min(step+1, ids); a.Machines.Len() != want {
+			return step, fmt.Errorf("revision %d (step %d): %d machines, want %d", snap.Revision, step, a.Machines.Len(), want)
 		}
-		for _, m := range a.Machines {
+		for _, m := range a.Machines.All() {
 			id, err := strconv.ParseInt(m.ID, 16, 32)
 			if err != nil {
 				return step, fmt.Errorf("machine id %q", m.ID)

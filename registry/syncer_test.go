@@ -464,7 +464,7 @@ func machineCount(snap *Snapshot) int {
 	}
 	snap.RangeOrgs(func(o *Org) bool {
 		for _, a := range o.AppNames() {
-			n += len(o.App(a).Machines)
+			n += o.App(a).Machines.Len()
 		}
 		return true
 	})

@@ -118,7 +118,7 @@ func (r *responder) answer(t target) Result {
 	case entApp:
 		return r.nodata()
 	case entMachines:
-		if len(app.Machines) == 0 {
+		if app.Machines.Len() == 0 {
 			return r.nxdomain()
 		}
 		return r.nodata()
@@ -244,7 +244,7 @@ func (r *responder) rank(buf *[MaxTop]ranked, app *registry.App, f filter, limit
 	}
 	if limit > 0 && limit < n && limit <= MaxTop {
 		best := buf[:0]
-		for _, m := range app.Machines {
+		for _, m := range app.Machines.All() {
 			if pick(m) {
 				best = keepBest(best, rankOf(m, &o, seed), limit)
 			}
@@ -252,7 +252,7 @@ func (r *responder) rank(buf *[MaxTop]ranked, app *registry.App, f filter, limit
 		return best, failOpen
 	}
 	rs = make([]ranked, 0, n)
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if pick(m) {
 			rs = append(rs, rankOf(m, &o, seed))
 		}

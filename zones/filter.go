@@ -41,7 +41,7 @@ func (f filter) match(m *registry.Machine) bool {
 // name costs little.
 func (f filter) scan(app *registry.App, count bool) (exists bool, started, healthy int) {
 	exists = f.by == byNone
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if !f.match(m) {
 			continue
 		}
@@ -71,7 +71,7 @@ func hasProtocol(m *registry.Machine, protocol string) bool {
 
 // anyMachine reports whether a deployed machine of app satisfies pred.
 func anyMachine(app *registry.App, pred func(*registry.Machine, string) bool, arg string) bool {
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if pred(m, arg) {
 			return true
 		}

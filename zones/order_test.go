@@ -213,7 +213,7 @@ func TestOrderUnknownAskerRegion(t *testing.T) {
 	got := addrs(Answer(snap, a, question("web.internal.", dns.TypeAAAA), Config{}).Answer)
 	app := snap.Org("acme").App("web")
 	seed := addrSeed(a.Addr)
-	ms := slices.Clone(app.Machines)
+	ms := app.Machines.Slice()
 	slices.SortFunc(ms, func(x, y *registry.Machine) int {
 		hx, hy := tieHash(seed, x.ID), tieHash(seed, y.ID)
 		if hx < hy {
@@ -271,13 +271,13 @@ func TestKeepBest(t *testing.T) {
 		seed := addrSeed(netip.AddrFrom16([16]byte{0xfd, 0xaa, 15: byte(i)}))
 		o := newOrigin(NewRegions(nil), BuiltinCodes()[i%numBuiltin])
 		var full []ranked
-		for _, m := range app.Machines {
+		for _, m := range app.Machines.All() {
 			full = append(full, rankOf(m, &o, seed))
 		}
 		sortRanked(full)
 		for n := 1; n <= MaxTop; n++ {
 			for _, reverse := range []bool{false, true} {
-				ms := slices.Clone(app.Machines)
+				ms := app.Machines.Slice()
 				if reverse {
 					slices.Reverse(ms)
 				}

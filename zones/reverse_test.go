@@ -168,7 +168,7 @@ func TestParseReverse(t *testing.T) {
 func TestReverseAllocs(t *testing.T) {
 	snap := benchSnapshot(t, 1000)
 	a := askerAt(t, snap, "fdaa:0:18:ffff::1")
-	m := snap.Org("acme").App("web").Machines[500]
+	m := snap.Org("acme").App("web").Machines.At(500)
 	if InZone(arpa(t, m.IP.String())) != true {
 		t.Fatal("not in zone")
 	}

@@ -95,14 +95,14 @@ func listed(m *registry.Machine, all bool) bool { return all || m.Started() }
 // sorted by id.
 func vmsText(app *registry.App, all bool) string {
 	n := 0
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if listed(m, all) {
 			n += len(m.ID) + 1 + len(m.Region) + 1
 		}
 	}
 	var b strings.Builder
 	b.Grow(n)
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if !listed(m, all) {
 			continue
 		}
@@ -121,7 +121,7 @@ func vmsText(app *registry.App, all bool) string {
 func regionsText(app *registry.App, all bool) string {
 	var stack [16]string
 	rs := stack[:0]
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if listed(m, all) && !slices.Contains(rs, m.Region) {
 			rs = append(rs, m.Region)
 		}
@@ -141,7 +141,7 @@ func instancesText(org *registry.Org, all bool) string {
 		if app == nil {
 			continue
 		}
-		for _, m := range app.Machines {
+		for _, m := range app.Machines.All() {
 			if listed(m, all) {
 				n += fixed + len(m.ID) + len(app.Name) + len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") + len(m.Region)
 			}
@@ -153,7 +153,7 @@ func instancesText(org *registry.Org, all bool) string {
 		if app == nil {
 			continue
 		}
-		for _, m := range app.Machines {
+		for _, m := range app.Machines.All() {
 			if !listed(m, all) {
 				continue
 			}
@@ -210,7 +210,7 @@ func whoamiText(a Asker, region string) string {
 // status being the worst check or "none", joined with ",", sorted by id.
 func checksText(app *registry.App) string {
 	var b strings.Builder
-	for _, m := range app.Machines {
+	for _, m := range app.Machines.All() {
 		if !m.Started() {
 			continue
 		}
