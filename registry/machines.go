@@ -97,7 +97,9 @@ func (l MachineList) At(i int) *Machine {
 }
 
 // All yields every machine with its index, in id order. It allocates
-// nothing.
+// nothing, and a range over it compiles to a plain loop over the chunks
+// where the call is inlined (everywhere but directly in a b.Loop body:
+// BenchmarkMachineListRange measures it level with a slice).
 func (l MachineList) All() iter.Seq2[int, *Machine] {
 	return func(yield func(int, *Machine) bool) {
 		i := 0
