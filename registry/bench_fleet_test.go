@@ -47,8 +47,8 @@ func fleetRegistry(orgs, apps, machines int) (evs []Event, keys []string, ips []
 	return evs, keys, ips
 }
 
-// BenchmarkApplyFleet applies one machine event (stop, start or move, in
-// turn, on a random machine) to each of many stores in turn, as the hosts
+// BenchmarkApplyFleet applies one machine event (stop, start or move to
+// another region, in turn, on a random machine) to each of many stores in turn, as the hosts
 // of meshbench fleet do in one process: every store is cold in the CPU's
 // caches when its event comes. What one event costs there, not in
 // BenchmarkApplyOneMachine's warm store, decides how many hosts one
@@ -65,6 +65,14 @@ func BenchmarkApplyFleet(b *testing.B) {
 			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			regions := []string{"ams", "iad", "syd", "nrt", "fra"}
+			// Each store's idea of each machine's region, as loaded.
+			region := make([][]uint8, stores)
+			for i := range region {
+				region[i] = make([]uint8, len(keys))
+				for m := range keys {
+					region[i][m] = uint8(m % 4)
+				}
+			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -72,8 +80,16 @@ func BenchmarkApplyFleet(b *testing.B) {
 					rev++
 				}
 				m := rng.IntN(len(keys))
-				state := []string{"stopped", "started", "started"}[i%3]
-				val := fmt.Appendf(nil, `{"region":"%s","ip":"%s","state":"%s"}`, regions[rng.IntN(len(regions))], ips[m], state)
+				// Stop, start and move in turn, as meshbench fleet writes.
+				state, r := "stopped", &region[i%stores][m]
+				switch i / stores % 3 {
+				case 1:
+					state = "started"
+				case 2:
+					state = "started"
+					*r = (*r + 1) % uint8(len(regions))
+				}
+				val := fmt.Appendf(nil, `{"region":"%s","ip":"%s","state":"%s"}`, regions[*r], ips[m], state)
 				ss[i%stores].Apply(rev, []Event{{Key: DefaultPrefix + keys[m], Value: val, CreateRevision: 1, ModRevision: rev, Version: 2}})
 				i++
 			}

@@ -114,8 +114,22 @@ func ParseKey(prefix, key string) (Key, error) {
 	if kind == 0 {
 		return Key{}, fmt.Errorf("key %q: unknown kind %q (want orgs, apps, machines, peers, gateways or regions)", key, dir)
 	}
-	parts := strings.Split(tail, "/")
-	if len(parts) != kindSegments[kind] || tail == "" {
+	// The name segments, without allocating (a key per event).
+	var seg [3]string
+	n := 0
+	for rest := tail; n < len(seg); {
+		var more bool
+		seg[n], rest, more = strings.Cut(rest, "/")
+		n++
+		if !more {
+			break
+		}
+		if n == len(seg) {
+			n++ // more segments than any kind has
+		}
+	}
+	parts := seg[:min(n, len(seg))]
+	if n != kindSegments[kind] || tail == "" {
 		return Key{}, fmt.Errorf("key %q: %s keys have %d name segment(s) after %q", key, kind, kindSegments[kind], dir+"/")
 	}
 	var k Key

@@ -123,6 +123,13 @@ type Org struct {
 }
 
 // Owner is the machine or WireGuard peer that holds a 6PN address.
+//
+// Of Machine, only what makes it the holder is current: Org, App, ID, IP
+// and Region. The rest (State, metadata, services, ...) may be from an
+// earlier version of the same machine: a change that keeps the address,
+// app and region (a start, a stop) does not touch the owner index, so one
+// event costs no copy of the org's address shards. Read the machine from
+// its app (Org.App(...).Machine(id)) for anything else.
 type Owner struct {
 	Machine *Machine
 	Peer    *Peer

@@ -42,6 +42,10 @@ type state struct {
 
 	dirty       map[string]*orgDirty
 	globalDirty bool
+	// spareDirty and spareIDs are emptied orgDirty values and id sets
+	// from earlier batches, reused so that an event allocates none.
+	spareDirty []*orgDirty
+	spareIDs   []map[string]bool
 	// newInvalid collects keys that became invalid during this batch, for logging.
 	newInvalid []string
 	// serialFloor is the snapshot a full load replaces: serials keep growing
@@ -100,7 +104,11 @@ func (st *state) markApp(org, app, id string) {
 	d := st.markOrg(org)
 	ids := d.apps[app]
 	if ids == nil {
-		ids = map[string]bool{}
+		if n := len(st.spareIDs); n > 0 {
+			ids, st.spareIDs = st.spareIDs[n-1], st.spareIDs[:n-1]
+		} else {
+			ids = map[string]bool{}
+		}
 		d.apps[app] = ids
 	}
 	if id != "" {
@@ -111,10 +119,48 @@ func (st *state) markApp(org, app, id string) {
 func (st *state) markOrg(org string) *orgDirty {
 	d := st.dirty[org]
 	if d == nil {
-		d = &orgDirty{apps: map[string]map[string]bool{}}
+		if n := len(st.spareDirty); n > 0 {
+			d, st.spareDirty = st.spareDirty[n-1], st.spareDirty[:n-1]
+		} else {
+			d = &orgDirty{apps: map[string]map[string]bool{}}
+		}
 		st.dirty[org] = d
 	}
 	return d
+}
+
+// Spares kept for reuse: enough for the batches of a watch, and only small
+// ones, so a full load's big sets are not held on to.
+const (
+	maxSpares    = 8
+	maxSpareSize = 64
+)
+
+// clearDirty empties the record of changes after a publish, keeping a few
+// small parts of it for the next batch.
+func (st *state) clearDirty() {
+	for _, d := range st.dirty {
+		for _, ids := range d.apps {
+			if len(ids) <= maxSpareSize && len(st.spareIDs) < maxSpares {
+				clear(ids)
+				st.spareIDs = append(st.spareIDs, ids)
+			}
+		}
+		if len(d.apps) <= maxSpareSize && len(st.spareDirty) < maxSpares {
+			clear(d.apps)
+			d.all, d.peers = false, false
+			st.spareDirty = append(st.spareDirty, d)
+		}
+	}
+	clear(st.dirty)
+}
+
+// validAgain forgets that key k held a value not served. It builds the
+// key's path only when some key is invalid: once per event otherwise.
+func (st *state) validAgain(k Key) {
+	if len(st.invalid) > 0 {
+		delete(st.invalid, st.prefix+k.Path())
+	}
 }
 
 func (st *state) setInvalid(key, reason string) {
@@ -320,7 +366,7 @@ func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *
 			delete(st.orgs, name)
 		}
 	}
-	clear(st.dirty)
+	st.clearDirty()
 	st.globalDirty = false
 	return &next
 }
@@ -356,7 +402,7 @@ func (st *state) orgServed(name string, os *orgState) bool {
 		holder := st.holder(netKeyOf(os.value.Network.Addr()))
 		if holder == name {
 			// It may have been refused before (its network held by another org).
-			delete(st.invalid, st.prefix+OrgKey(name).Path())
+			st.validAgain(OrgKey(name))
 			return true
 		}
 		st.setInvalid(st.prefix+OrgKey(name).Path(),
@@ -474,12 +520,21 @@ func (b *orgBuilder) dropOwners(old, a *App, ids map[string]bool) {
 }
 
 func (b *orgBuilder) dropOwner(a *App, m *Machine) {
-	if a != nil && a.Machine(m.ID) == m {
-		return
+	if a != nil {
+		if n := a.Machine(m.ID); n != nil && sameHolder(n, m) {
+			return
+		}
 	}
-	if cur, ok := b.owners.m.Get(m.IP); ok && cur.Machine == m {
+	// The entry may hold an older version of m (see Owner).
+	if cur, ok := b.owners.m.Get(m.IP); ok && cur.Machine != nil && cur.Machine.ID == m.ID && cur.Machine.App == m.App {
 		b.owners.Delete(m.IP)
 	}
+}
+
+// sameHolder reports whether x and y, two versions of one machine, are the
+// same to the owner index: the same address, app, id and region (see Owner).
+func sameHolder(x, y *Machine) bool {
+	return x == y || (x.IP == y.IP && x.ID == y.ID && x.App == y.App && x.Region == y.Region)
 }
 
 // setOwners records the addresses of a's new or changed machines.
@@ -498,9 +553,12 @@ func (b *orgBuilder) setOwners(old, a *App, ids map[string]bool) {
 }
 
 func (b *orgBuilder) setOwner(old *App, m *Machine) {
-	if old == nil || old.Machine(m.ID) != m {
-		b.owners.Set(m.IP, Owner{Machine: m})
+	if old != nil {
+		if p := old.Machine(m.ID); p != nil && sameHolder(p, m) {
+			return
+		}
 	}
+	b.owners.Set(m.IP, Owner{Machine: m})
 }
 
 // rebuildPeers makes the org's peers anew from its state, validating each
@@ -515,12 +573,11 @@ func (b *orgBuilder) rebuildPeers() {
 	o.peers = make(map[string]*Peer, len(b.os.peers))
 	o.peerNames = make([]string, 0, len(b.os.peers))
 	for pn, p := range b.os.peers {
-		key := st.prefix + PeerKey(b.name, pn).Path()
 		if err := peerPlaced(p, o.Network); err != nil {
-			st.setInvalid(key, err.Error())
+			st.setInvalid(st.prefix+PeerKey(b.name, pn).Path(), err.Error())
 			continue
 		}
-		delete(st.invalid, key)
+		st.validAgain(PeerKey(b.name, pn))
 		o.peers[pn] = p
 		o.peerNames = append(o.peerNames, pn)
 		b.owners.Set(p.IP, Owner{Peer: p})
@@ -564,24 +621,22 @@ func (st *state) buildApp(org, name string, as *appState, network netip.Prefix, 
 	// app then exists only through its machines.
 	value := as.value
 	if value != nil {
-		key := st.prefix + AppKey(org, name).Path()
 		if err := appValueUsable(value, network); err != nil {
-			st.setInvalid(key, err.Error())
+			st.setInvalid(st.prefix+AppKey(org, name).Path(), err.Error())
 			value = nil
 		} else {
-			delete(st.invalid, key)
+			st.validAgain(AppKey(org, name))
 			a.Flycast = value.Flycast
 		}
 	}
 	// served validates one machine, keeping the skip list current.
 	served := func(id string, m *Machine) bool {
-		key := st.prefix + MachineKey(org, name, id).Path()
 		ok, err := machineServed(m, network)
 		if err != nil {
-			st.setInvalid(key, err.Error())
+			st.setInvalid(st.prefix+MachineKey(org, name, id).Path(), err.Error())
 			return false
 		}
-		delete(st.invalid, key)
+		st.validAgain(MachineKey(org, name, id))
 		return ok
 	}
 	if old != nil && ids != nil {
