@@ -118,24 +118,30 @@ func shardBits(n int) uint8 {
 // mapEditor makes a new version of a shardedMap. Each shard is copied at
 // most once per editor, however many of its keys change.
 type mapEditor[K comparable, V any] struct {
-	m      shardedMap[K, V]
-	copied [maxShards / 64]uint64 // bit i: shard i is this editor's own
+	m       shardedMap[K, V]
+	copied  [maxShards / 64]uint64 // bit i: shard i is this editor's own
+	ownList bool                   // m.shards (the list) is this editor's own
 }
 
-// edit starts a new version of m; m itself is never changed.
+// edit starts a new version of m; m itself is never changed. Nothing is
+// copied until the first change: an editor that changes nothing returns m
+// as it was.
 func (m shardedMap[K, V]) edit() *mapEditor[K, V] {
 	e := &mapEditor[K, V]{m: m}
 	if m.shards == nil {
 		e.m.shards = [][]entry[K, V]{nil}
 		e.m.bits = 0
-	} else {
-		e.m.shards = append([][]entry[K, V](nil), m.shards...)
+		e.ownList = true
 	}
 	return e
 }
 
 // own makes shard i the editor's own copy, with room for one more entry.
 func (e *mapEditor[K, V]) own(i uint32) {
+	if !e.ownList {
+		e.m.shards = append([][]entry[K, V](nil), e.m.shards...)
+		e.ownList = true
+	}
 	if e.copied[i/64]&(1<<(i%64)) == 0 {
 		old := e.m.shards[i]
 		s := make([]entry[K, V], len(old), len(old)+1)
@@ -186,6 +192,7 @@ func (e *mapEditor[K, V]) reshard(b uint8) {
 		slices.SortStableFunc(s, func(x, y entry[K, V]) int { return cmp.Compare(x.h, y.h) })
 	}
 	e.m.shards, e.m.bits = shards, b
+	e.ownList = true
 	for i := range e.copied {
 		e.copied[i] = ^uint64(0)
 	}

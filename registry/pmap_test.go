@@ -271,3 +271,32 @@ func TestShardedMapGrows(t *testing.T) {
 		t.Errorf("%d of %d shards shared after one edit", shared, maxShards)
 	}
 }
+
+// An editor copies nothing until it changes something: the org builder
+// opens one on the org's addresses for every event, and most events (a
+// start, a stop) leave them as they are.
+func TestShardedMapEditWithoutChangeCopiesNothing(t *testing.T) {
+	e := newShardedMap[string, int](hashString).edit()
+	for i := range 1000 {
+		e.Set(fmt.Sprint("key", i), i)
+	}
+	m := e.Done()
+	e = m.edit()
+	e.Delete("absent")
+	if v, ok := e.m.Get("key1"); !ok || v != 1 {
+		t.Fatalf("Get through the editor = %v, %v", v, ok)
+	}
+	next := e.Done()
+	if &next.shards[0] != &m.shards[0] {
+		t.Error("an edit that changed nothing copied the shard list")
+	}
+	e = next.edit()
+	e.Set("key1", -1)
+	after := e.Done()
+	if &after.shards[0] == &m.shards[0] {
+		t.Error("an edit that changed a key shares the shard list with the old version")
+	}
+	if v, _ := m.Get("key1"); v != 1 {
+		t.Errorf("old version changed: key1 = %d", v)
+	}
+}
