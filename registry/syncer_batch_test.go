@@ -18,10 +18,10 @@ import (
 // watch does to a syncer that fell behind.
 type heldWatcher struct {
 	*clientv3.Client
-	mu     sync.Mutex
-	hold   bool
-	held   []clientv3.WatchResponse
-	out    chan clientv3.WatchResponse
+	mu       sync.Mutex
+	hold     bool
+	held     []clientv3.WatchResponse
+	out      chan clientv3.WatchResponse
 	events   atomic.Int64 // events held so far
 	progress atomic.Int64 // progress notifications held so far
 }
