@@ -36,9 +36,15 @@ func dump(t testing.TB, s *Snapshot) string {
 	if len(orgs) != s.OrgCount() {
 		t.Errorf("dump: RangeOrgs gave %d orgs, OrgCount says %d", len(orgs), s.OrgCount())
 	}
-	if s.nets.Len() != len(orgs) {
-		t.Errorf("dump: %d networks indexed for %d orgs", s.nets.Len(), len(orgs))
+	if s.nets.Len() != len(orgs) || s.names.Len() != len(orgs) {
+		t.Errorf("dump: %d networks and %d names indexed for %d orgs", s.nets.Len(), s.names.Len(), len(orgs))
 	}
+	s.names.Range(func(name string, nk netKey) bool {
+		if o, _ := s.nets.Get(nk); o == nil || o.Name != name {
+			t.Errorf("dump: name index entry %s points at network %x, which holds %v", name, nk, o)
+		}
+		return true
+	})
 	s.nets.Range(func(nk netKey, o *Org) bool {
 		if s.Org(o.Name) != o || netKeyOf(o.Network.Addr()) != nk {
 			t.Errorf("dump: network index entry %x points at org %s (%s) which is not the served one", nk, o.Name, o.Network)

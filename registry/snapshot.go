@@ -20,8 +20,13 @@ type Snapshot struct {
 	// witness is the last put the snapshot applied (see Witness).
 	witness Witness
 
-	orgs     shardedMap[string, *Org]
+	// nets holds the served orgs by network; names finds an org's network
+	// by its name. An event rebuilds its org and so changes nets, but
+	// names only when an org comes, goes or moves to another network: one
+	// index edited per event, and the one a query reads (OrgOf, by the
+	// asker's address) answers with one lookup.
 	nets     shardedMap[netKey, *Org]
+	names    shardedMap[string, netKey]
 	regions  map[string]*Region
 	gateways map[string]*Gateway
 }
@@ -45,7 +50,7 @@ func hashAddr(a netip.Addr) uint32 {
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
-		orgs:     newShardedMap[string, *Org](hashString),
+		names:    newShardedMap[string, netKey](hashString),
 		nets:     newShardedMap[netKey, *Org](hashNetKey),
 		regions:  map[string]*Region{},
 		gateways: map[string]*Gateway{},
@@ -60,8 +65,14 @@ func (s *Snapshot) DataVersion() uint64 { return s.dataVersion }
 
 // Org returns the org with that slug, or nil.
 func (s *Snapshot) Org(name string) *Org {
-	o, _ := s.orgs.Get(name)
-	return o
+	nk, ok := s.names.Get(name)
+	if !ok {
+		return nil
+	}
+	if o, _ := s.nets.Get(nk); o != nil && o.Name == name {
+		return o
+	}
+	return nil
 }
 
 // claimOf is the claim of a served org, for dating claims at the next
@@ -83,11 +94,11 @@ func (s *Snapshot) OrgOf(a netip.Addr) *Org {
 }
 
 // OrgCount is the number of orgs being served.
-func (s *Snapshot) OrgCount() int { return s.orgs.Len() }
+func (s *Snapshot) OrgCount() int { return s.nets.Len() }
 
 // RangeOrgs calls fn for each org in no particular order until it returns false.
 func (s *Snapshot) RangeOrgs(fn func(*Org) bool) {
-	s.orgs.Range(func(_ string, o *Org) bool { return fn(o) })
+	s.nets.Range(func(_ netKey, o *Org) bool { return fn(o) })
 }
 
 // Region returns a region added or overridden by a regions/ key.

@@ -331,23 +331,28 @@ func (st *state) publish(old *Snapshot, rev int64, gen *uint64, now time.Time) *
 	}
 	next.witness = st.witness
 	if len(st.dirty) > 0 {
-		orgs, nets := old.orgs.edit(), old.nets.edit()
+		names, nets := old.names.edit(), old.nets.edit()
 		for name, d := range st.dirty {
-			prev, _ := old.orgs.Get(name)
+			prev := old.Org(name)
 			o := st.buildOrg(name, prev, d, gen, now)
-			if prev != nil {
-				if cur, ok := nets.m.Get(netKeyOf(prev.Network.Addr())); ok && cur == prev {
-					nets.Delete(netKeyOf(prev.Network.Addr()))
+			if prev != nil && (o == nil || o.Network != prev.Network) {
+				// Its old network: unless another org took it in this batch.
+				pk := netKeyOf(prev.Network.Addr())
+				if cur, ok := nets.m.Get(pk); ok && cur == prev {
+					nets.Delete(pk)
 				}
 			}
 			if o == nil {
-				orgs.Delete(name)
+				names.Delete(name)
 				continue
 			}
-			orgs.Set(name, o)
-			nets.Set(netKeyOf(o.Network.Addr()), o)
+			nk := netKeyOf(o.Network.Addr())
+			nets.Set(nk, o)
+			if prev == nil || prev.Network != o.Network {
+				names.Set(name, nk)
+			}
 		}
-		next.orgs, next.nets = orgs.Done(), nets.Done()
+		next.names, next.nets = names.Done(), nets.Done()
 	}
 	if st.globalDirty {
 		next.regions = make(map[string]*Region, len(st.regions))
