@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/meshdns/meshdns/internal/etcdclient"
 	"github.com/meshdns/meshdns/registry"
 )
 
@@ -90,14 +91,15 @@ func newFleetHost(i int, c hostConfig) (*fleetHost, error) {
 		Endpoints:   []string{c.Endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		// meshdns's windows (etcdclient.WindowOptions), then the counting dialer.
+		DialOptions: append(etcdclient.WindowOptions(), grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
 			conn, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
 				return nil, err
 			}
 			return &countingConn{Conn: conn, n: &h.read}, nil
-		})},
+		})),
 	})
 	if err != nil {
 		return nil, err
