@@ -114,24 +114,16 @@ func ParseKey(prefix, key string) (Key, error) {
 	if kind == 0 {
 		return Key{}, fmt.Errorf("key %q: unknown kind %q (want orgs, apps, machines, peers, gateways or regions)", key, dir)
 	}
-	// The name segments, without allocating (a key per event).
-	var seg [3]string
-	n := 0
-	for rest := tail; n < len(seg); {
-		var more bool
-		seg[n], rest, more = strings.Cut(rest, "/")
-		n++
-		if !more {
-			break
-		}
-		if n == len(seg) {
-			n++ // more segments than any kind has
-		}
-	}
-	parts := seg[:min(n, len(seg))]
+	n := strings.Count(tail, "/") + 1
 	if n != kindSegments[kind] || tail == "" {
 		return Key{}, fmt.Errorf("key %q: %s keys have %d name segment(s) after %q", key, kind, kindSegments[kind], dir+"/")
 	}
+	// The name segments, without allocating (a key per event).
+	var seg [3]string
+	for i, rest := 0, tail; i < n; i++ {
+		seg[i], rest, _ = strings.Cut(rest, "/")
+	}
+	parts := seg[:n]
 	var k Key
 	var err error
 	switch kind {

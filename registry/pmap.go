@@ -58,8 +58,9 @@ func shardIndex(h uint32, b uint8) uint32 {
 	return (h * 0x9E3779B1) >> (32 - uint32(b)) // 0 when b is 0
 }
 
-// find returns the index of k (hash h) in shard s, or where an entry of
-// hash h would be inserted, and whether k is there.
+// find returns the index of k (hash h) in shard s and true, or false and
+// where k would be inserted: after the entries of the same hash, so that
+// find's scan of them sees it.
 func find[K comparable, V any](s []entry[K, V], h uint32, k K) (int, bool) {
 	lo, hi := 0, len(s)
 	for lo < hi {
@@ -70,12 +71,13 @@ func find[K comparable, V any](s []entry[K, V], h uint32, k K) (int, bool) {
 			hi = mid
 		}
 	}
-	for i := lo; i < len(s) && s[i].h == h; i++ {
+	i := lo
+	for ; i < len(s) && s[i].h == h; i++ {
 		if s[i].k == k {
 			return i, true
 		}
 	}
-	return lo, false
+	return i, false
 }
 
 // Get returns the value stored under k.
@@ -160,10 +162,6 @@ func (e *mapEditor[K, V]) Set(k K, v V) {
 	if ok {
 		s[i].v = v
 		return
-	}
-	// After the entries of the same hash, so that find's scan sees them.
-	for i < len(s) && s[i].h == h {
-		i++
 	}
 	e.m.shards[si] = slices.Insert(s, i, entry[K, V]{h: h, k: k, v: v})
 	e.m.n++

@@ -353,20 +353,16 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		<-wdDone
 	}()
 	var evs []Event
-	// queued is a response taken from the watch while batching (below)
-	// that is not plain events: it is handled first in the next round.
-	// A channel found closed then is too.
-	var queued *clientv3.WatchResponse
-	closed := false // the watch channel was found closed while batching
+	// held is what the watch gave while batching (below) that is not
+	// plain events — another kind of response, or the channel closed —
+	// to be handled on its own first in the next round.
+	var held *watchRecv
 	for {
 		var resp clientv3.WatchResponse
-		ok := true
-		switch {
-		case queued != nil:
-			resp, queued = *queued, nil
-		case closed:
-			ok = false
-		default:
+		var ok bool
+		if held != nil {
+			resp, ok, held = held.resp, held.ok, nil
+		} else {
 			select {
 			case <-wctx.Done():
 				if err := ctx.Err(); err != nil {
@@ -441,12 +437,8 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		for range maxWatchBatch {
 			select {
 			case more, open := <-wch:
-				if !open {
-					closed = true // handled in the next round
-					break batch
-				}
-				if !plainEvents(&more, resp.Header.ClusterId) {
-					queued = &more // handled on its own in the next round
+				if !open || !plainEvents(&more, resp.Header.ClusterId) {
+					held = &watchRecv{more, open}
 					break batch
 				}
 				wd.heard()
@@ -461,6 +453,12 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		}
 		wd.applied(rev)
 	}
+}
+
+// watchRecv is one receive from a watch channel.
+type watchRecv struct {
+	resp clientv3.WatchResponse
+	ok   bool
 }
 
 // maxWatchBatch is how many queued watch responses at most join one Apply.
