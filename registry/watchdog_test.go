@@ -526,10 +526,10 @@ func TestSyncerEventLoopNeverWaitsForEtcd(t *testing.T) {
 	})
 }
 
-// TestSyncerStallCancelsWatch: etcd stops answering after the watch is
-// created and ready: the watchdog's ticks keep the watch while the silence
-// is within StallTimeout, and its stall verdict ends the watch.
-func TestSyncerStallCancelsWatch(t *testing.T) {
+// readyFakeSyncer is a syncer on a stub etcd at revision 10 and a fake
+// clock, its watch created and the syncer ready.
+func readyFakeSyncer(t *testing.T) (*fakeClock, *stubEtcd, *runningSyncer, <-chan error) {
+	t.Helper()
 	clk := newFakeClock()
 	f := &stubEtcd{rev: 10, clock: clk}
 	sy, ticks := fakeSyncer(t, f, clk)
@@ -537,6 +537,14 @@ func TestSyncerStallCancelsWatch(t *testing.T) {
 	clk.Advance(10 * time.Millisecond)
 	wch <- clientv3.WatchResponse{Header: &pb.ResponseHeader{Revision: 10, ClusterId: 1}, Created: true}
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	return clk, f, sy, ticks
+}
+
+// TestSyncerStallCancelsWatch: etcd stops answering after the watch is
+// created and ready: the watchdog's ticks keep the watch while the silence
+// is within StallTimeout, and its stall verdict ends the watch.
+func TestSyncerStallCancelsWatch(t *testing.T) {
+	clk, f, sy, ticks := readyFakeSyncer(t)
 	f.set(func(f *stubEtcd) { f.getErr = errors.New("connection refused") })
 	for i := 1; ; i++ {
 		clk.Advance(time.Second)
@@ -572,13 +580,7 @@ func TestSyncerStallCancelsWatch(t *testing.T) {
 // ready with its first watch, each quiet tick proving it with one read of
 // etcd's revision.
 func TestSyncerQuietEtcdStaysReady(t *testing.T) {
-	clk := newFakeClock()
-	f := &stubEtcd{rev: 10, clock: clk}
-	sy, ticks := fakeSyncer(t, f, clk)
-	wch := f.watchOf(t, 1)
-	clk.Advance(10 * time.Millisecond)
-	wch <- clientv3.WatchResponse{Header: &pb.ResponseHeader{Revision: 10, ClusterId: 1}, Created: true}
-	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+	clk, f, sy, ticks := readyFakeSyncer(t)
 	reads, _, _ := f.stats()
 	for i := 1; i <= 300; i++ {
 		clk.Advance(time.Second)
