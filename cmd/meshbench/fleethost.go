@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/meshdns/meshdns/internal/etcdclient"
+	"github.com/meshdns/meshdns/internal/etcdwatch"
 	"github.com/meshdns/meshdns/registry"
 )
 
@@ -104,6 +105,7 @@ func newFleetHost(i int, c hostConfig) (*fleetHost, error) {
 	if err != nil {
 		return nil, err
 	}
+	etcdwatch.Install(h.cli) // as cmd/meshdns does
 	// As cmd/meshdns configures its syncer, minus the periodic reconcile
 	// (every 5 minutes by default: never within a run).
 	h.syncer = registry.NewSyncer(registry.SyncerConfig{Client: h.cli, Prefix: c.Prefix, Store: h.store,

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/meshdns/meshdns/dnsserver"
+	"github.com/meshdns/meshdns/internal/etcdwatch"
 	"github.com/meshdns/meshdns/metrics"
 	"github.com/meshdns/meshdns/registry"
 )
@@ -70,6 +71,9 @@ func serve(o *options, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 		}
+		// One goroutine per watch response instead of clientv3's three
+		// (internal/etcdwatch).
+		etcdwatch.Install(cli)
 		return cli, nil
 	}
 	// Spread and pace the full loads of a fleet (docs/proxy.md); a lone

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshdns/meshdns/internal/etcdwatch"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -139,6 +140,8 @@ func newClient(t testing.TB, endpoints []string) *clientv3.Client {
 	if err != nil {
 		t.Fatalf("etcdtest: new client for %v: %v", endpoints, err)
 	}
+	// Tests watch as meshdns does (cmd/meshdns installs it too).
+	etcdwatch.Install(c)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
