@@ -118,14 +118,24 @@ func (w *watchdog) applied(rev int64) {
 func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 	t := w.s.clock.NewTicker(w.s.cfg.ProgressInterval)
 	defer t.Stop()
+	// Nothing is checked before etcd confirms the watch: a check's read
+	// could prove the snapshot current with no watch to keep it so, and
+	// would count as contact, hiding a watch etcd never confirms from
+	// watchChecked's deadline (clientv3's Watch returned only once etcd
+	// confirmed; internal/etcdwatch returns at once).
+	created := false
 	for {
 		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.createdCh:
+			created = true
 			err = w.onCreated(ctx)
 		case <-t.C():
+			if !created {
+				continue
+			}
 			err = w.tick(ctx)
 			if w.s.watchdogTicked != nil {
 				w.s.watchdogTicked(err)

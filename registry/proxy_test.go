@@ -363,3 +363,42 @@ func BenchmarkPrefixCheck(b *testing.B) {
 		e.Close()
 	}
 }
+
+// silentWatcher opens watches that etcd never confirms — a member that
+// hangs with its connection open — while reads still work.
+type silentWatcher struct {
+	clientv3.Watcher
+}
+
+func (w *silentWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	ch := make(chan clientv3.WatchResponse)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch
+}
+
+// TestSyncerUnconfirmedWatch: a watch etcd never confirms is not ready,
+// even with nothing written (a read would prove the snapshot current, but
+// no watch keeps it so), and is given up after the stall timeout.
+func TestSyncerUnconfirmedWatch(t *testing.T) {
+	cli := etcdtest.Embedded(t).Client(t)
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	cli.Watcher = &silentWatcher{Watcher: cli.Watcher}
+	s := NewStore(DefaultPrefix)
+	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, ProgressInterval: 50 * time.Millisecond, StallTimeout: 300 * time.Millisecond})
+	deadline := time.Now().Add(waitTimeout)
+	for sy.Status().WatchRestarts < 2 {
+		if st := sy.Status(); st.Ready {
+			t.Fatalf("ready on a watch etcd never confirmed: %+v", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no two watch restarts: %+v", sy.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := sy.Status(); !strings.Contains(st.LastError, "did not confirm the watch") {
+		t.Errorf("last error %q, want the watch not confirmed", st.LastError)
+	}
+}

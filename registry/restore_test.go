@@ -76,6 +76,10 @@ func observed() (*zap.Logger, *observer.ObservedLogs) {
 func wantReset(t *testing.T, sy *runningSyncer, cli *clientv3.Client, s *Store, logs *observer.ObservedLogs, reason string, loads uint64) {
 	t.Helper()
 	waitFor(t, "a history reset", func() bool { return len(sy.Status().HistoryResets) > 0 })
+	// Until the full load lands, the store serves the discarded snapshot,
+	// whose revision may be at or past etcd's: waitMatchesEtcd would
+	// compare it (or the load's result, landing mid-compare) at once.
+	waitFor(t, "the full load after the reset", func() bool { return sy.Status().Loads >= loads })
 	waitMatchesEtcd(t, cli, s)
 	waitFor(t, "ready after the full load", func() bool { return sy.Status().Ready })
 	st := sy.Status()

@@ -89,7 +89,7 @@ func (s *stream) send(r *pb.WatchRequest) error {
 }
 
 var (
-	errNotOpen = errors.New("etcdwatch: watch stream not open yet")
+	errNotOpen = errors.New("etcdwatch: no watch stream open")
 	errClosed  = errors.New("etcdwatch: watcher closed")
 )
 
@@ -132,7 +132,10 @@ func (w *Watcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOpti
 			w.mu.Lock()
 			delete(w.streams, s)
 			w.mu.Unlock()
-			cancel()
+			cancel() // first: unblocks a progress request's Send
+			s.mu.Lock()
+			s.ws = nil // a progress request racing the end is skipped
+			s.mu.Unlock()
 			close(ch)
 		}()
 		r := reader{ctx: sctx, out: ch, createdNotify: op.IsCreatedNotify()}
@@ -246,7 +249,8 @@ func reason(err error) string {
 }
 
 // RequestProgress asks etcd for a progress notification on every open
-// watch of this watcher. Watches whose stream is not open yet are skipped.
+// watch of this watcher. Watches whose stream is not open yet are skipped;
+// with none open it returns an error, as nothing was asked.
 func (w *Watcher) RequestProgress(ctx context.Context) error {
 	w.mu.Lock()
 	if w.closed {
@@ -260,13 +264,20 @@ func (w *Watcher) RequestProgress(ctx context.Context) error {
 	w.mu.Unlock()
 	req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
 	var first error
+	sent := 0
 	for _, s := range ss {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.send(req); err != nil && !errors.Is(err, errNotOpen) && first == nil {
+		switch err := s.send(req); {
+		case err == nil:
+			sent++
+		case !errors.Is(err, errNotOpen) && first == nil:
 			first = err
 		}
+	}
+	if first == nil && sent == 0 {
+		return errNotOpen // nothing to ask on: no watch, or none open yet
 	}
 	return first
 }

@@ -101,12 +101,16 @@ func TestWatchEvents(t *testing.T) {
 }
 
 // TestWatchProgress: RequestProgress reaches an open watch as a progress
-// notification at etcd's current revision.
+// notification at etcd's current revision, and says so when there is no
+// watch to ask on.
 func TestWatchProgress(t *testing.T) {
 	_, cli, w := newWatcher(t)
 	rev := put(t, cli, "/other", "x")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := w.RequestProgress(ctx); err == nil {
+		t.Error("RequestProgress with no watch open: no error, as if asked")
+	}
 	ch := w.Watch(ctx, "/p/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 	if r, _ := next(t, ch); !r.Created {
 		t.Fatalf("first response %+v, want created", r)
