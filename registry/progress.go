@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Knowing that a watch is alive and current takes a word from etcd. Talking
@@ -65,6 +67,10 @@ type watchdog struct {
 	// progressAnswered records that etcd answered a progress request on
 	// this watch: the watch talks to etcd, not to a proxy.
 	progressAnswered bool
+	// unordered is set when etcd may answer a progress request ahead of
+	// events still queued for the watch (progressOrdered): then progress
+	// is never requested, as behind a proxy.
+	unordered bool
 	// progressAsked counts progress requests sent while none was answered;
 	// after a few, the watch is taken to be behind a proxy and stops
 	// asking (the proxy logs each one it drops as an error).
@@ -130,6 +136,9 @@ func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 		case <-ctx.Done():
 			return
 		case <-w.createdCh:
+			if !created {
+				w.unordered = !w.s.progressOrdered(ctx)
+			}
 			created = true
 			err = w.onCreated(ctx)
 		case <-t.C():
@@ -206,6 +215,9 @@ func (w *watchdog) proved() {
 // be behind a proxy: three requests went unanswered although etcd had moved
 // past the snapshot (a proxy logs each request it drops as an error).
 func (w *watchdog) askProgress(ctx context.Context) {
+	if w.unordered {
+		return
+	}
 	if !w.progressAnswered {
 		if w.progressAsked >= 3 {
 			return
@@ -429,3 +441,62 @@ func (k *keyCount) forget() {
 // the prefix unchanged up to it. A watch the proxy coalesced into one that
 // started earlier may deliver those; they are skipped.
 func stale(snapRev, evRev int64) bool { return evRev <= snapRev }
+
+// progressOrdered reports whether etcd sends a requested progress
+// notification only after every event queued before it. Before etcd's fix
+// of its issue 15220 (3.4.25 and 3.5.8) a requested notification could
+// overtake queued events; the event loop takes a notification at revision
+// R as everything up to R delivered and moves the snapshot to R, so the
+// events it overtook would be skipped as already applied until a
+// reconcile repaired the drift. The version is asked of every endpoint
+// (Maintenance Status; a gRPC proxy forwards it to a member); one that
+// answers with an affected version makes it false, and the watchdog then
+// never requests progress (as behind a proxy, where requests are dropped
+// anyway). etcd's unasked, periodic notifications travel with the events
+// and are used as before. A client without Status (tests' fakes) or
+// endpoints that do not answer leave it true, as before this check.
+func (s *Syncer) progressOrdered(ctx context.Context) bool {
+	c, ok := s.cfg.Client.(interface {
+		Endpoints() []string
+		Status(ctx context.Context, endpoint string) (*clientv3.StatusResponse, error)
+	})
+	if !ok {
+		return true
+	}
+	for _, ep := range c.Endpoints() {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
+		resp, err := c.Status(rctx, ep)
+		cancel()
+		if err != nil || resp == nil || orderedProgress(resp.Version) {
+			continue
+		}
+		if s.unorderedLogged.CompareAndSwap(false, true) {
+			s.cfg.Log.Warn("this etcd may answer a progress request ahead of queued events (etcd issue 15220, fixed in 3.4.25 and 3.5.8), so the watchdog checks the prefix with reads instead; upgrade etcd to save those reads",
+				zap.String("endpoint", ep), zap.String("version", resp.Version))
+		}
+		return false
+	}
+	return true
+}
+
+// orderedProgress reports whether etcd version v (as Status gives it:
+// "3.4.23", "3.5.0-alpha.0") orders requested progress notifications after
+// queued events. A version it cannot read counts as ordered.
+func orderedProgress(v string) bool {
+	v, _, _ = strings.Cut(v, "-")
+	var major, minor, patch int
+	if n, _ := fmt.Sscanf(v, "%d.%d.%d", &major, &minor, &patch); n != 3 {
+		return true
+	}
+	switch {
+	case major != 3:
+		return major > 3
+	case minor < 4:
+		return false
+	case minor == 4:
+		return patch >= 25
+	case minor == 5:
+		return patch >= 8
+	}
+	return true
+}

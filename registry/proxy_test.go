@@ -402,3 +402,64 @@ func TestSyncerUnconfirmedWatch(t *testing.T) {
 		t.Errorf("last error %q, want the watch not confirmed", st.LastError)
 	}
 }
+
+// versionedEtcd is a real etcd whose Status reports another version, and
+// which counts the progress requests made of it.
+type versionedEtcd struct {
+	*clientv3.Client
+	version string
+	asked   atomic.Int32
+}
+
+func (v *versionedEtcd) Status(ctx context.Context, endpoint string) (*clientv3.StatusResponse, error) {
+	r, err := v.Client.Status(ctx, endpoint)
+	if err == nil {
+		r.Version = v.version
+	}
+	return r, err
+}
+
+func (v *versionedEtcd) RequestProgress(ctx context.Context) error {
+	v.asked.Add(1)
+	return v.Client.RequestProgress(ctx)
+}
+
+// TestSyncerNoProgressRequestsToOldEtcd: etcd before 3.4.25 (Debian's
+// 3.4.23) may answer a progress request ahead of queued events, which
+// would make the syncer skip them; the syncer asks no progress of it (one
+// warning says why) and stays current with checks of the prefix, as behind
+// a proxy. A fixed version is asked as before.
+func TestSyncerNoProgressRequestsToOldEtcd(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		ask     bool
+	}{{"3.4.23", false}, {"3.4.25", true}, {"3.7.3", true}} {
+		t.Run(tc.version, func(t *testing.T) {
+			cli := etcdtest.Embedded(t).Client(t)
+			put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+			v := &versionedEtcd{Client: cli, version: tc.version}
+			log, logs := observed()
+			s := NewStore(DefaultPrefix)
+			sy := startSyncer(t, SyncerConfig{Client: v, Store: s, Log: log, ProgressInterval: 100 * time.Millisecond, StallTimeout: time.Second})
+			waitFor(t, "ready", func() bool { return sy.Status().Ready })
+			// Writes outside the prefix: etcd moves past the snapshot,
+			// which the watchdog must account for.
+			for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				put(t, cli, "/elsewhere/key", time.Now().String())
+				if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+					t.Fatalf("writes outside the prefix: %+v", st)
+				}
+			}
+			put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+			waitMatchesEtcd(t, cli, s)
+			asked, checks := v.asked.Load(), sy.prefixChecks.Load()
+			warned := logs.FilterMessageSnippet("etcd issue 15220").Len()
+			if tc.ask && (asked == 0 || warned != 0) {
+				t.Errorf("etcd %s: %d progress requests, %d warnings; want requests and no warning", tc.version, asked, warned)
+			}
+			if !tc.ask && (asked != 0 || checks == 0 || warned != 1) {
+				t.Errorf("etcd %s: %d progress requests, %d prefix checks, %d warnings; want no request, checks instead, one warning", tc.version, asked, checks, warned)
+			}
+		})
+	}
+}

@@ -137,6 +137,10 @@ type Syncer struct {
 	// watchdogTicked, when set (tests), is called after each of the
 	// watchdog's ticks with its verdict.
 	watchdogTicked func(error)
+	// unorderedLogged is set once an etcd version that may send a
+	// requested progress notification ahead of events was logged
+	// (progressOrdered).
+	unorderedLogged atomic.Bool
 }
 
 // NewSyncer returns a Syncer; call Run to start it.
