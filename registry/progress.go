@@ -449,7 +449,8 @@ func stale(snapRev, evRev int64) bool { return evRev <= snapRev }
 // R as everything up to R delivered and moves the snapshot to R, so the
 // events it overtook would be skipped as already applied until a
 // reconcile repaired the drift. The version is asked of every endpoint
-// (Maintenance Status; a gRPC proxy forwards it to a member); one that
+// (Maintenance Status, all endpoints at once; a gRPC proxy forwards it
+// to a member); one that
 // answers with an affected version makes it false, and the watchdog then
 // never requests progress (as behind a proxy, where requests are dropped
 // anyway). etcd's unasked, periodic notifications travel with the events
@@ -463,16 +464,28 @@ func (s *Syncer) progressOrdered(ctx context.Context) bool {
 	if !ok {
 		return true
 	}
-	for _, ep := range c.Endpoints() {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
-		resp, err := c.Status(rctx, ep)
-		cancel()
-		if err != nil || resp == nil || orderedProgress(resp.Version) {
+	// All endpoints at once, within one progress interval: an endpoint
+	// that is down must not hold up readiness for long.
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
+	defer cancel()
+	eps := c.Endpoints()
+	versions := make([]string, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Go(func() {
+			if resp, err := c.Status(rctx, ep); err == nil && resp != nil {
+				versions[i] = resp.Version
+			}
+		})
+	}
+	wg.Wait()
+	for i, v := range versions {
+		if v == "" || orderedProgress(v) {
 			continue
 		}
 		if s.unorderedLogged.CompareAndSwap(false, true) {
 			s.cfg.Log.Warn("this etcd may answer a progress request ahead of queued events (etcd issue 15220, fixed in 3.4.25 and 3.5.8), so the watchdog checks the prefix with reads instead; upgrade etcd to save those reads",
-				zap.String("endpoint", ep), zap.String("version", resp.Version))
+				zap.String("endpoint", eps[i]), zap.String("version", v))
 		}
 		return false
 	}
