@@ -448,11 +448,10 @@ func stale(snapRev, evRev int64) bool { return evRev <= snapRev }
 // overtake queued events; the event loop takes a notification at revision
 // R as everything up to R delivered and moves the snapshot to R, so the
 // events it overtook would be skipped as already applied until a
-// reconcile repaired the drift. The version is asked of every endpoint
-// (Maintenance Status, all endpoints at once; a gRPC proxy forwards it
-// to a member); one that
-// answers with an affected version makes it false, and the watchdog then
-// never requests progress (as behind a proxy, where requests are dropped
+// reconcile repaired the drift. The version is asked of every endpoint at
+// once (Maintenance Status; a gRPC proxy forwards it to a member); one
+// that answers with an affected version makes it false, and the watchdog
+// then never requests progress (as behind a proxy, where requests are dropped
 // anyway). etcd's unasked, periodic notifications travel with the events
 // and are used as before. A client without Status (tests' fakes) or
 // endpoints that do not answer leave it true, as before this check.
