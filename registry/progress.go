@@ -127,8 +127,9 @@ func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 	// Nothing is checked before etcd confirms the watch: a check's read
 	// could prove the snapshot current with no watch to keep it so, and
 	// would count as contact, hiding a watch etcd never confirms from
-	// watchChecked's deadline (clientv3's Watch returned only once etcd
-	// confirmed; internal/etcdwatch returns at once).
+	// watchChecked's deadline. clientv3's and etcdwatch's Watch return
+	// only once etcd confirmed; a Watcher that returns earlier (tests'
+	// fakes) must not change that.
 	created := false
 	for {
 		var err error

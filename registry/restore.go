@@ -321,10 +321,10 @@ func (s *Syncer) watchChecked(ctx context.Context) error {
 	if dropped {
 		return fmt.Errorf("%w while checking etcd's history", errConnLost)
 	}
-	// A member that hangs with its connection open never confirms the
-	// watch, and the watchdog checks nothing before it does (so nothing
-	// else counts as contact meanwhile). Give up after StallTimeout
-	// without an answer.
+	// Watch returns only once etcd confirmed the watch (clientv3's watcher
+	// and internal/etcdwatch alike); a member that hangs with its
+	// connection open never does, and no watchdog runs before Watch
+	// returns. Give up after StallTimeout without an answer.
 	started := s.clock.Now().UnixNano()
 	created := s.clock.AfterFunc(s.cfg.StallTimeout, func() {
 		if s.lastContact.Load() <= started {

@@ -107,7 +107,7 @@ go test -count=1 -timeout 40m ./... || status=1
 # registry's feeder share snapshots, caches and counters across goroutines.
 # All their tests, no -short: 74-82 s of CPU, 1m15s wall on an idle 2-core
 # machine, 3m06s with load 14 from other work (warm build cache).
-race_pkgs=(./registry/ ./zones/ ./dnsserver/ ./forward/ ./metrics/)
+race_pkgs=(./registry/ ./internal/etcdwatch/ ./zones/ ./dnsserver/ ./forward/ ./metrics/)
 say "go test -race -count=1 ${race_pkgs[*]}"
 go test -race -count=1 -timeout 20m "${race_pkgs[@]}" || status=1
 if ((status != 0)); then

@@ -25,6 +25,10 @@
 //     bound. A reader that is that far behind and stays there may have its
 //     stream cancelled by a gRPC proxy; it then resumes as above.
 //   - One stream per Watch call, never shared between calls.
+//
+// As with clientv3's, Watch returns once etcd confirmed the watch (or the
+// watch ended), and while etcd cannot be reached it waits for it until the
+// context ends or the watcher is closed.
 package etcdwatch
 
 import (
@@ -127,6 +131,12 @@ func (w *Watcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOpti
 	}
 	w.streams[s] = struct{}{}
 	w.mu.Unlock()
+	// Like clientv3's, Watch returns once etcd has confirmed the watch (its
+	// first response) or the watch has ended: a caller that writes after
+	// Watch returns sees its writes on a watch from the current revision.
+	confirmed := make(chan struct{})
+	var confirm sync.Once
+	markConfirmed := func() { confirm.Do(func() { close(confirmed) }) }
 	go func() {
 		defer func() {
 			w.mu.Lock()
@@ -137,8 +147,9 @@ func (w *Watcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOpti
 			s.ws = nil // a progress request racing the end is skipped
 			s.mu.Unlock()
 			close(ch)
+			markConfirmed()
 		}()
-		r := reader{ctx: sctx, out: ch, createdNotify: op.IsCreatedNotify()}
+		r := reader{ctx: sctx, out: ch, createdNotify: op.IsCreatedNotify(), heard: markConfirmed}
 		ws, err := w.remote.Watch(sctx, w.opts...)
 		if err == nil {
 			s.mu.Lock()
@@ -155,6 +166,10 @@ func (w *Watcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOpti
 			r.fail(err)
 		}
 	}()
+	select {
+	case <-confirmed:
+	case <-sctx.Done():
+	}
 	return ch
 }
 
@@ -164,6 +179,8 @@ type reader struct {
 	out           chan<- clientv3.WatchResponse
 	createdNotify bool
 	frag          *pb.WatchResponse // fragments gathered so far
+	// heard, when set, is called once, at the first response.
+	heard func()
 }
 
 // run receives until the stream ends, etcd cancels the watch (nil: the
@@ -173,6 +190,10 @@ func (r *reader) run(ws pb.Watch_WatchClient) error {
 		pr, err := ws.Recv()
 		if err != nil {
 			return err
+		}
+		if r.heard != nil {
+			r.heard()
+			r.heard = nil
 		}
 		if pr.Fragment {
 			// Part of a response too large for one message: gather the

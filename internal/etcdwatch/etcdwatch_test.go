@@ -147,7 +147,9 @@ func TestWatchCompacted(t *testing.T) {
 
 // TestWatchEnds: the channel closes without a last response when the
 // watch's context ends or the watcher is closed, and with a cancelled
-// response saying why when etcd goes away.
+// response saying why when etcd goes away. While etcd is away, Watch waits
+// for it (as clientv3's does) until the context ends or the watcher is
+// closed.
 func TestWatchEnds(t *testing.T) {
 	e, cli, w := newWatcher(t)
 	put(t, cli, "/p/a", "1")
@@ -174,23 +176,36 @@ func TestWatchEnds(t *testing.T) {
 		t.Error("channel open after the last response")
 	}
 
-	ctx3, cancel3 := context.WithCancel(context.Background())
+	// etcd is gone: Watch waits until its context ends.
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel3()
-	ch = w.Watch(ctx3, "/p/", clientv3.WithPrefix())
-	w.Close()
+	if r, ok := next(t, w.Watch(ctx3, "/p/", clientv3.WithPrefix())); ok {
+		t.Errorf("watch with etcd gone: response %+v, want a closed channel once the context ended", r)
+	}
+	// ... or until the watcher is closed.
+	closed := make(chan struct{})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		w.Close()
+		close(closed)
+	}()
+	ch = w.Watch(context.Background(), "/p/", clientv3.WithPrefix())
+	<-closed
 	if r, ok := next(t, ch); ok {
 		t.Errorf("after Close: response %+v, want the channel closed", r)
 	}
-	if r, ok := next(t, w.Watch(ctx3, "/p/")); ok {
+	if r, ok := next(t, w.Watch(context.Background(), "/p/")); ok {
 		t.Errorf("watch on a closed watcher: response %+v, want a closed channel", r)
 	}
-	if err := w.RequestProgress(ctx3); err == nil {
+	if err := w.RequestProgress(context.Background()); err == nil {
 		t.Error("RequestProgress on a closed watcher: no error")
 	}
 }
 
 // TestInstall: an installed watcher is the client's Watcher and goes with
 // it: the client's Watch uses it and the client's Close ends its watches.
+// A write made as soon as Watch returned is on the watch (Watch returns
+// once etcd confirmed it, as clientv3's does).
 func TestInstall(t *testing.T) {
 	e := etcdtest.Embedded(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 5 * time.Second})
