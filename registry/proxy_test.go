@@ -57,12 +57,7 @@ func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
 	waitMatchesEtcd(t, cli, s)
 
 	// Four stall timeouts of writes outside the prefix only.
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		put(t, cli, "/elsewhere/key", time.Now().String())
-		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
-			t.Fatalf("quiet prefix behind the proxy, busy etcd: %+v", st)
-		}
-	}
+	writeElsewhereStayingReady(t, cli, sy, 4*time.Second, "quiet prefix behind the proxy, busy etcd")
 	put(t, cli, DefaultPrefix+"apps/acme/api", `{}`)
 	waitMatchesEtcd(t, cli, s)
 	if st := sy.Status(); !st.Ready || st.Loads != 1 || st.WatchRestarts != 0 {
@@ -89,12 +84,7 @@ func TestSyncerBehindProxyPeriodicProgress(t *testing.T) {
 	// machine may delay a notification, not by seconds.
 	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 3 * time.Second})
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		put(t, cli, "/elsewhere/key", time.Now().String())
-		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
-			t.Fatalf("quiet prefix behind the proxy, progress every 300 ms: %+v", st)
-		}
-	}
+	writeElsewhereStayingReady(t, cli, sy, 4*time.Second, "quiet prefix behind the proxy, progress every 300 ms")
 	if n := sy.prefixChecks.Load(); n != 0 {
 		t.Errorf("%d checks of the prefix, want none: etcd's own progress notifications came through the proxy", n)
 	}
@@ -444,12 +434,7 @@ func TestSyncerNoProgressRequestsToOldEtcd(t *testing.T) {
 			waitFor(t, "ready", func() bool { return sy.Status().Ready })
 			// Writes outside the prefix: etcd moves past the snapshot,
 			// which the watchdog must account for.
-			for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-				put(t, cli, "/elsewhere/key", time.Now().String())
-				if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
-					t.Fatalf("writes outside the prefix: %+v", st)
-				}
-			}
+			writeElsewhereStayingReady(t, cli, sy, 2500*time.Millisecond, "writes outside the prefix")
 			put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
 			waitMatchesEtcd(t, cli, s)
 			asked, checks := v.asked.Load(), sy.prefixChecks.Load()
@@ -461,5 +446,18 @@ func TestSyncerNoProgressRequestsToOldEtcd(t *testing.T) {
 				t.Errorf("etcd %s: %d progress requests, %d prefix checks, %d warnings; want no request, checks instead, one warning", tc.version, asked, checks, warned)
 			}
 		})
+	}
+}
+
+// writeElsewhereStayingReady writes outside the prefix every 50 ms for d,
+// failing (with what) as soon as the syncer is not ready or has restarted
+// its watch: etcd's revision moves on while the prefix stays quiet.
+func writeElsewhereStayingReady(t *testing.T, cli *clientv3.Client, sy *runningSyncer, d time.Duration, what string) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		put(t, cli, "/elsewhere/key", time.Now().String())
+		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
+			t.Fatalf("%s: %+v", what, st)
+		}
 	}
 }
