@@ -43,6 +43,10 @@ type fleetConfig struct {
 	IdleWindow time.Duration
 	// Strict fails the run if any delivery was lost (the smoke test).
 	Strict bool
+	// ReadyHeap touches heap room for each row's garbage before the row
+	// (readyHeap): the hosts' shared heap in the steady state a host's
+	// own reaches after its first collection.
+	ReadyHeap bool
 }
 
 // fleet is one run of `meshbench fleet`.
@@ -527,6 +531,12 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	// own few megabytes as it goes; here a collection of all N hosts'
 	// heaps at once would land in the measured writes, with its write
 	// barriers slowing every apply while it marks.
+	var readied int64
+	if f.c.ReadyHeap {
+		t0 := time.Now()
+		readied = readyHeap(int64(len(hosts)) * int64(w) * int64(e.c.Duration/time.Second+1) * heapPerEvent)
+		e.progress("readied %d MiB of heap for the row in %v", readied>>20, time.Since(t0).Round(time.Millisecond))
+	}
 	runtime.GC()
 	// etcd's CPU with the fleet connected but nothing written: heartbeats,
 	// and the hosts' progress requests and stall checks.
@@ -550,6 +560,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	profilePhase(fmt.Sprintf("row-h%d-p%d-w%d", len(hosts), p, w))
 	defer profilePhase("after")
 	m0 := f.mark()
+	alloc0 := heapAllocs()
 	interval := time.Second / time.Duration(w)
 	tick := time.NewTicker(interval)
 	end := time.Now().Add(e.c.Duration)
@@ -589,6 +600,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 		time.Sleep(10 * time.Millisecond)
 	}
 	m1 := f.mark()
+	alloc1 := heapAllocs()
 	// DNS pollers give up at Drain after their write; wait for them.
 	tr.dnsWG.Wait()
 	var ev1 int64
@@ -608,6 +620,10 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	secs := m1.at.Sub(m0.at).Seconds()
 	row.Seconds = secs
 	row.EventsPerS = float64(ev1-ev0) / secs
+	row.HeapReadiedMiB = float64(readied) / (1 << 20)
+	if ev1 > ev0 {
+		row.AllocBytesPerEvent = float64(alloc1-alloc0) / float64(ev1-ev0)
+	}
 	if st.Writes > 0 {
 		per := func(d time.Duration) float64 { return float64(d) / 1e6 / float64(st.Writes) }
 		row.EtcdCPUmsPerWrite = per(m1.etcd() - m0.etcd())

@@ -130,6 +130,11 @@ type fleetRow struct {
 	HostsCores float64 `json:"hosts_cores"`
 	IdleCores  float64 `json:"idle_cores"`
 	Load       string  `json:"loadavg"`
+	// HeapReadiedMiB is the heap room touched before the row (--ready-heap);
+	// AllocBytesPerEvent is what meshbench allocated during the row per
+	// event the hosts applied.
+	HeapReadiedMiB     float64 `json:"heap_readied_mib"`
+	AllocBytesPerEvent float64 `json:"bench_alloc_bytes_per_event"`
 }
 
 // herdRow is one restart herd.

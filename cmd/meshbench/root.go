@@ -308,6 +308,7 @@ func newFleetCmd(newE envMaker) *cobra.Command {
 	f.BoolVar(&c.Herd, "herd", c.Herd, "time restart herds: the hosts' cold start, and a restart of all from local copies")
 	f.DurationVar(&c.HerdTimeout, "herd-timeout", c.HerdTimeout, "a restart herd not all current by then is reported with the number of hosts that are")
 	f.BoolVar(&c.WatchOnly, "watch-only", false, "hosts watch but do not decode or apply events (no registry.Store): etcd's and the proxies' side of a fleet whose hosts' CPU would not fit on this machine")
+	f.BoolVar(&c.ReadyHeap, "ready-heap", true, "before each row, touch heap room for the row's garbage, as a host's heap in steady state has (see fleetheap.go); false: the row's garbage faults in fresh pages of the shared heap")
 	f.BoolVar(&c.JSON, "json", false, "print one JSON object per result row instead of the tables")
 	f.StringVar(&c.Plot, "plot", "", "write an SVG of fleet p99 against hosts to this path")
 	f.StringSliceVar(&replot, "replot", nil, "run nothing: draw --plot from the rows of earlier --json outputs (files, comma-separated)")

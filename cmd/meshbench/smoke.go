@@ -80,7 +80,7 @@ func runSmoke(newE envMaker, short func(*common)) error {
 			return runFleet(e, fleetConfig{Gen: genConfig{Orgs: 4, Apps: 40, Machines: 400, ZipfS: 1.1, Stopped: 0.1},
 				Hosts: []int{3}, Proxies: []int{1}, Writes: []int{5}, Meshdns: 3, DNSEvery: 2,
 				Late: 5 * time.Second, Drain: 5 * time.Second, Herd: true, ReadyTimeout: time.Minute, HerdTimeout: time.Minute,
-				IdleWindow: time.Second, Strict: true})
+				IdleWindow: time.Second, Strict: true, ReadyHeap: true})
 		},
 	}
 	for _, step := range steps {
