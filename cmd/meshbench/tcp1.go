@@ -45,17 +45,11 @@ func runTCP1(ctx context.Context, addr string, mix []query, l load, dur time.Dur
 		return perfResult{}, err
 	}
 	var (
-		next             atomic.Uint64
-		sent, done, lost atomic.Int64
-		latSum, latMax   atomic.Int64
-		rcodes           [16]atomic.Int64
-		errOnce          sync.Once
-		firstErr         error
-		wg               sync.WaitGroup
-		ru0              = rusageSelf()
-		start            = time.Now()
-		deadline         = start.Add(dur)
-		dialer           = net.Dialer{Timeout: 5 * time.Second}
+		next     atomic.Uint64
+		cs       = newClientStats()
+		wg       sync.WaitGroup
+		deadline = cs.start.Add(dur)
+		dialer   = net.Dialer{Timeout: 5 * time.Second}
 	)
 	for range tcp1Clients(l) {
 		wg.Add(1)
@@ -65,19 +59,14 @@ func runTCP1(ctx context.Context, addr string, mix []query, l load, dur time.Dur
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				msg := msgs[(next.Add(1)-1)%uint64(len(msgs))]
 				t0 := time.Now()
-				sent.Add(1)
+				cs.sent.Add(1)
 				rcode, err := askOnce(ctx, &dialer, addr, msg, buf, t0.Add(5*time.Second))
 				if err != nil {
-					lost.Add(1)
-					errOnce.Do(func() { firstErr = err })
+					cs.lost.Add(1)
+					cs.fail(err)
 					continue
 				}
-				d := int64(time.Since(t0))
-				done.Add(1)
-				latSum.Add(d)
-				for m := latMax.Load(); d > m && !latMax.CompareAndSwap(m, d); m = latMax.Load() {
-				}
-				rcodes[rcode].Add(1)
+				cs.answered(t0, rcode)
 			}
 		}()
 	}
@@ -85,7 +74,7 @@ func runTCP1(ctx context.Context, addr string, mix []query, l load, dur time.Dur
 	if ctx.Err() != nil {
 		return perfResult{}, errInterrupted
 	}
-	return finish(start, ru0, sent.Load(), done.Load(), lost.Load(), latSum.Load(), latMax.Load(), &rcodes, firstErr)
+	return cs.result()
 }
 
 // askOnce connects, sends msg (length-prefixed) in one write, reads the
@@ -130,20 +119,12 @@ func runTCPPipelined(ctx context.Context, addr string, mix []query, l load, dur 
 		return perfResult{}, err
 	}
 	var (
-		next             atomic.Uint64
-		sent, done, lost atomic.Int64
-		latSum, latMax   atomic.Int64
-		reconnects       atomic.Int64
-		rcodes           [16]atomic.Int64
-		errOnce          sync.Once
-		firstErr         error
-		wg               sync.WaitGroup
-		ru0              = rusageSelf()
-		start            = time.Now()
-		deadline         = start.Add(dur)
-		dialer           = net.Dialer{Timeout: 5 * time.Second}
+		next     atomic.Uint64
+		cs       = newClientStats()
+		wg       sync.WaitGroup
+		deadline = cs.start.Add(dur)
+		dialer   = net.Dialer{Timeout: 5 * time.Second}
 	)
-	fail := func(err error) { errOnce.Do(func() { firstErr = err }) }
 	for range l.C {
 		wg.Add(1)
 		go func() {
@@ -162,15 +143,12 @@ func runTCPPipelined(ctx context.Context, addr string, mix []query, l load, dur 
 					batch = append(batch, msgs[(next.Add(1)-1)%uint64(len(msgs))]...)
 				}
 				t0 := time.Now()
-				sent.Add(int64(l.Q))
+				cs.sent.Add(int64(l.Q))
 				for tries := 0; len(batch) > 0; tries++ {
 					if c == nil {
 						if c, err = dialer.DialContext(ctx, "tcp", addr); err != nil {
-							fail(err)
+							cs.fail(err)
 							return
-						}
-						if tries > 0 {
-							reconnects.Add(1)
 						}
 					}
 					c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -178,7 +156,7 @@ func runTCPPipelined(ctx context.Context, addr string, mix []query, l load, dur 
 						c.Close()
 						c = nil
 						if tries > 3 {
-							fail(err)
+							cs.fail(err)
 							return
 						}
 						continue
@@ -190,17 +168,12 @@ func runTCPPipelined(ctx context.Context, addr string, mix []query, l load, dur 
 							c = nil
 							break
 						}
-						d := int64(time.Since(t0))
-						done.Add(1)
-						latSum.Add(d)
-						for m := latMax.Load(); d > m && !latMax.CompareAndSwap(m, d); m = latMax.Load() {
-						}
-						rcodes[rcode].Add(1)
+						cs.answered(t0, rcode)
 						batch = batch[2+int(binary.BigEndian.Uint16(batch)):]
 					}
 					if c == nil && tries > 3 {
-						lost.Add(int64(countMessages(batch)))
-						fail(fmt.Errorf("connection closed 4 times in a row"))
+						cs.lost.Add(int64(countMessages(batch)))
+						cs.fail(fmt.Errorf("connection closed 4 times in a row"))
 						return
 					}
 				}
@@ -211,7 +184,7 @@ func runTCPPipelined(ctx context.Context, addr string, mix []query, l load, dur 
 	if ctx.Err() != nil {
 		return perfResult{}, errInterrupted
 	}
-	return finish(start, ru0, sent.Load(), done.Load(), lost.Load(), latSum.Load(), latMax.Load(), &rcodes, firstErr)
+	return cs.result()
 }
 
 func countMessages(b []byte) int {
@@ -257,19 +230,49 @@ func packMix(mix []query) ([][]byte, error) {
 	return msgs, nil
 }
 
-// finish makes the perfResult of a run of meshbench's own clients.
-func finish(start time.Time, ru0 time.Duration, sent, done, lost, latSum, latMax int64, rcodes *[16]atomic.Int64, firstErr error) (perfResult, error) {
-	el := time.Since(start)
-	r := perfResult{Sent: sent, Completed: done, Lost: lost, RunTime: el, CPU: rusageSelf() - ru0}
+// clientStats counts a run of meshbench's own DNS clients, shared by
+// their goroutines.
+type clientStats struct {
+	sent, done, lost atomic.Int64
+	latSum, latMax   atomic.Int64 // nanoseconds
+	rcodes           [16]atomic.Int64
+	errOnce          sync.Once
+	firstErr         error
+	ru0              time.Duration
+	start            time.Time
+}
+
+func newClientStats() *clientStats {
+	return &clientStats{ru0: rusageSelf(), start: time.Now()}
+}
+
+// answered counts an answer with rcode to a query sent at t0.
+func (cs *clientStats) answered(t0 time.Time, rcode int) {
+	d := int64(time.Since(t0))
+	cs.done.Add(1)
+	cs.latSum.Add(d)
+	for m := cs.latMax.Load(); d > m && !cs.latMax.CompareAndSwap(m, d); m = cs.latMax.Load() {
+	}
+	cs.rcodes[rcode].Add(1)
+}
+
+// fail keeps the run's first error.
+func (cs *clientStats) fail(err error) { cs.errOnce.Do(func() { cs.firstErr = err }) }
+
+// result makes the run's perfResult; call it once every client is done.
+func (cs *clientStats) result() (perfResult, error) {
+	el := time.Since(cs.start)
+	done := cs.done.Load()
+	r := perfResult{Sent: cs.sent.Load(), Completed: done, Lost: cs.lost.Load(), RunTime: el, CPU: rusageSelf() - cs.ru0}
 	if done == 0 {
-		return r, fmt.Errorf("no query answered (first error: %v)", firstErr)
+		return r, fmt.Errorf("no query answered (first error: %v)", cs.firstErr)
 	}
 	r.QPS = float64(done) / el.Seconds()
-	r.AvgLatency = time.Duration(latSum / done)
-	r.MaxLat = time.Duration(latMax)
+	r.AvgLatency = time.Duration(cs.latSum.Load() / done)
+	r.MaxLat = time.Duration(cs.latMax.Load())
 	var parts []string
-	for rc := range rcodes {
-		if n := rcodes[rc].Load(); n > 0 {
+	for rc := range cs.rcodes {
+		if n := cs.rcodes[rc].Load(); n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.0f%%", dns.RcodeToString[rc], 100*float64(n)/float64(done)))
 		}
 	}
