@@ -534,10 +534,11 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	var readied int64
 	if f.c.ReadyHeap {
 		t0 := time.Now()
-		readied = readyHeap(int64(len(hosts)) * int64(w) * int64(e.c.Duration/time.Second+1) * heapPerEvent)
+		readied = readyHeapForRow(int64(len(hosts)) * int64(w) * int64(e.c.Duration/time.Second+1))
 		e.progress("readied %d MiB of heap for the row in %v", readied>>20, time.Since(t0).Round(time.Millisecond))
+	} else {
+		runtime.GC()
 	}
-	runtime.GC()
 	// etcd's CPU with the fleet connected but nothing written: heartbeats,
 	// and the hosts' progress requests and stall checks.
 	i0 := f.mark()
@@ -560,7 +561,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	profilePhase(fmt.Sprintf("row-h%d-p%d-w%d", len(hosts), p, w))
 	defer profilePhase("after")
 	m0 := f.mark()
-	alloc0 := heapAllocs()
+	alloc0, gc0, faults0 := heapAllocs(), gcCycles(), minorFaults()
 	interval := time.Second / time.Duration(w)
 	tick := time.NewTicker(interval)
 	end := time.Now().Add(e.c.Duration)
@@ -600,7 +601,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 		time.Sleep(10 * time.Millisecond)
 	}
 	m1 := f.mark()
-	alloc1 := heapAllocs()
+	alloc1, gc1, faults1 := heapAllocs(), gcCycles(), minorFaults()
 	// DNS pollers give up at Drain after their write; wait for them.
 	tr.dnsWG.Wait()
 	var ev1 int64
@@ -621,6 +622,7 @@ func (f *fleet) row(hosts []*fleetHost, mds []*meshdnsProc, p, w int) (fleetRow,
 	row.Seconds = secs
 	row.EventsPerS = float64(ev1-ev0) / secs
 	row.HeapReadiedMiB = float64(readied) / (1 << 20)
+	row.GCCycles, row.PageFaults = gc1-gc0, faults1-faults0
 	if ev1 > ev0 {
 		row.AllocBytesPerEvent = float64(alloc1-alloc0) / float64(ev1-ev0)
 	}

@@ -1,15 +1,19 @@
+//go:build linux
+
 package main
 
 import (
 	"runtime"
 	"runtime/metrics"
+	"syscall"
+	"time"
 )
 
 // The hosts of `meshbench fleet` share one heap: N registries, 4 GiB for
 // 1,000 hosts. After their start it holds almost no free memory that has
 // been touched: each host's load ended with freeOSMemory, which hands every
 // free page back to the system. A row's garbage then lands in fresh pages,
-// and each first touch is a page fault: about 0.7 per event applied, and
+// and each first touch is a page fault: 0.7–0.9 per event applied, and
 // in the 1,000-host row's profile 13% of the hosts' CPU (memclr under
 // mcentral.grow alone; more in the first writes to new objects). A real
 // host pays that once, in its first collection cycle after a load, on a
@@ -28,16 +32,26 @@ const heapPerEvent = 5 << 10
 // address first, as it will the row's spans) before the heap grows.
 const heapChunk = 8 << 10
 
-// readyHeap touches about want bytes of heap, never more than the room
-// left below the collector's current goal, and drops them: the collection
-// that follows (the row's runtime.GC) frees them, and since the heap stays
-// under its goal the runtime keeps those pages rather than returning them.
-// It returns the bytes touched.
+// readyRoom is the share of the room below the collector's goal that
+// readyHeap may fill: under the pacer's lowest trigger point (about 0.7
+// of the way from the live heap to the goal), so that readying the heap
+// does not start a collection itself.
+const readyRoom = 0.6
+
+// readyHeap touches about want bytes of heap, never more than readyRoom of
+// the room left below the collector's goal as the heap stands now (live
+// objects and garbage), and drops them. The collection that follows frees
+// them; the runtime keeps those pages rather than returning them, because
+// the scavenger retains about 1.1 times the heap in use when that
+// collection's marking ended, and the chunks were still in use then. Call
+// it right after a collection (the goal is then as low as it gets), with
+// no debug.FreeOSMemory running (fleet.readyHeap). It returns the bytes
+// touched.
 func readyHeap(want int64) int64 {
-	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	room := int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
-	n := min(want, room*3/4) / heapChunk
+	n := min(want, int64(float64(room)*readyRoom)) / heapChunk
 	if n <= 0 {
 		return 0
 	}
@@ -53,9 +67,46 @@ func readyHeap(want int64) int64 {
 	return n * heapChunk
 }
 
+// readyHeapForRow readies the shared heap for a row expected to apply
+// events events and collects, as row() did before readying existed. It
+// holds freeOSMem's lock throughout, so no FreeOSMemory queued by the
+// hosts' loads hands the readied pages back meanwhile; one queued before
+// runs first.
+func readyHeapForRow(events int64) (readied int64) {
+	for {
+		freeOSMem.mu.Lock()
+		if !freeOSMem.pending.Load() {
+			break
+		}
+		freeOSMem.mu.Unlock() // let the queued one run first
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer freeOSMem.mu.Unlock()
+	runtime.GC() // the goal as low as it gets: room measured from the live heap
+	readied = readyHeap(events * heapPerEvent)
+	runtime.GC()
+	return readied
+}
+
+// gcCycles is how many collections the process has completed.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // heapAllocs is the bytes allocated on the heap since the process started.
 func heapAllocs() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// minorFaults is the process's minor page faults so far.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Minflt
 }

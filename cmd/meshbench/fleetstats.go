@@ -135,6 +135,10 @@ type fleetRow struct {
 	// event the hosts applied.
 	HeapReadiedMiB     float64 `json:"heap_readied_mib"`
 	AllocBytesPerEvent float64 `json:"bench_alloc_bytes_per_event"`
+	// Collections completed and minor page faults taken by meshbench
+	// during the row.
+	GCCycles   uint64 `json:"bench_gc_cycles"`
+	PageFaults int64  `json:"bench_page_faults"`
 }
 
 // herdRow is one restart herd.
