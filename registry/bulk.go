@@ -104,7 +104,7 @@ func (w *Writer) PutAll(ctx context.Context, items []Item, opts ...PutOption) (i
 			return 0, fmt.Errorf("item %d: nil; want a value with its name fields set", i+1)
 		}
 	}
-	resp, err := w.cli.Get(ctx, w.prefix+"orgs/", clientv3.WithPrefix())
+	resp, err := w.cli.Get(ctx, w.prefix+Dir(KindOrg), clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("list orgs/: %w", err)
 	}
@@ -238,7 +238,7 @@ func (w *Writer) commitOrgs(ctx context.Context, ops []clientv3.Op, readRev int6
 	const perTxn = (maxTxnOps - 1) / 3
 	for start := 0; start < len(ops); start += perTxn {
 		batch := ops[start:min(start+perTxn, len(ops))]
-		guard := []clientv3.Cmp{w.unchangedSince("orgs/", last)}
+		guard := []clientv3.Cmp{w.unchangedSince(Dir(KindOrg), last)}
 		for _, op := range batch {
 			k, _ := ParseKey(w.prefix, string(op.KeyBytes()))
 			if moving[k.Name] {

@@ -284,8 +284,9 @@ func diffEvents(prefix string, snap *Snapshot, evs []Event, getAt func(key strin
 	c := newComparer(prefix, snap)
 	c.getAt = getAt
 	sorted := slices.SortedFunc(slices.Values(evs), func(a, b Event) int { return strings.Compare(a.Key, b.Key) })
+	orgs := prefix + Dir(KindOrg)
 	for _, ev := range sorted {
-		if strings.HasPrefix(ev.Key, prefix+"orgs/") {
+		if strings.HasPrefix(ev.Key, orgs) {
 			c.org(ev)
 		}
 	}

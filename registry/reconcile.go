@@ -67,7 +67,7 @@ func (s *Syncer) Reconcile(ctx context.Context) ([]string, error) {
 	// snapshot's revision, so they see one state of etcd. A compacted
 	// revision or an etcd that is away leaves nothing to compare against
 	// this time.
-	if _, _, err := s.readRange(ctx, s.cfg.Prefix+"orgs/", snap.Revision, func(kvs []*mvccpb.KeyValue) {
+	if _, _, err := s.readRange(ctx, s.cfg.Prefix+Dir(KindOrg), snap.Revision, func(kvs []*mvccpb.KeyValue) {
 		for _, kv := range kvs {
 			c.org(eventOf(kv))
 		}

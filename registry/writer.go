@@ -73,7 +73,7 @@ func (w *Writer) PutOrg(ctx context.Context, o OrgValue, opts ...PutOption) erro
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	resp, err := w.cli.Get(ctx, w.prefix+"orgs/", clientv3.WithPrefix())
+	resp, err := w.cli.Get(ctx, w.prefix+Dir(KindOrg), clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("list orgs/: %w", err)
 	}
@@ -100,7 +100,7 @@ func (w *Writer) PutOrg(ctx context.Context, o OrgValue, opts ...PutOption) erro
 	if other != "" && (current == nil || current.Network != o.Network) {
 		return fmt.Errorf("network %s: already belongs to org %s", o.Network, other)
 	}
-	guard := []clientv3.Cmp{w.unchangedSince("orgs/", rev)}
+	guard := []clientv3.Cmp{w.unchangedSince(Dir(KindOrg), rev)}
 	if current != nil && current.Network != o.Network {
 		if err := w.checkMembers(ctx, o.Name, o.Network, rev, nil); err != nil {
 			return err
@@ -115,7 +115,7 @@ func (w *Writer) PutOrg(ctx context.Context, o OrgValue, opts ...PutOption) erro
 
 // memberDirs are the directories holding an org's apps, machines and peers.
 func memberDirs(org string) []string {
-	return []string{"apps/" + org + "/", "machines/" + org + "/", "peers/" + org + "/"}
+	return []string{Dir(KindApp, org), Dir(KindMachine, org), Dir(KindPeer, org)}
 }
 
 // unchangedSince is a guard that no key under dir was written after rev.
@@ -326,12 +326,11 @@ func (w *Writer) DeleteOrg(ctx context.Context, org string) error {
 	if err := CheckLabel("org", org); err != nil {
 		return err
 	}
-	_, err := w.cli.Txn(ctx).Then(
-		clientv3.OpDelete(w.key(OrgKey(org))),
-		clientv3.OpDelete(w.prefix+"apps/"+org+"/", clientv3.WithPrefix()),
-		clientv3.OpDelete(w.prefix+"machines/"+org+"/", clientv3.WithPrefix()),
-		clientv3.OpDelete(w.prefix+"peers/"+org+"/", clientv3.WithPrefix()),
-	).Commit()
+	ops := []clientv3.Op{clientv3.OpDelete(w.key(OrgKey(org)))}
+	for _, dir := range memberDirs(org) {
+		ops = append(ops, clientv3.OpDelete(w.prefix+dir, clientv3.WithPrefix()))
+	}
+	_, err := w.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("delete org %s: %w", org, err)
 	}
