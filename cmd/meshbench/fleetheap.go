@@ -5,7 +5,6 @@ package main
 import (
 	"runtime"
 	"runtime/metrics"
-	"syscall"
 	"time"
 )
 
@@ -45,12 +44,10 @@ const readyRoom = 0.6
 // the scavenger retains about 1.1 times the heap in use when that
 // collection's marking ended, and the chunks were still in use then. Call
 // it right after a collection (the goal is then as low as it gets), with
-// no debug.FreeOSMemory running (fleet.readyHeap). It returns the bytes
+// no debug.FreeOSMemory running (readyHeapForRow). It returns the bytes
 // touched.
 func readyHeap(want int64) int64 {
-	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	room := int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+	room := int64(runtimeMetric("/gc/heap/goal:bytes")) - int64(runtimeMetric("/memory/classes/heap/objects:bytes"))
 	n := min(want, int64(float64(room)*readyRoom)) / heapChunk
 	if n <= 0 {
 		return 0
@@ -89,24 +86,17 @@ func readyHeapForRow(events int64) (readied int64) {
 }
 
 // gcCycles is how many collections the process has completed.
-func gcCycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
+func gcCycles() uint64 { return runtimeMetric("/gc/cycles/total:gc-cycles") }
 
 // heapAllocs is the bytes allocated on the heap since the process started.
-func heapAllocs() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+func heapAllocs() uint64 { return runtimeMetric("/gc/heap/allocs:bytes") }
+
+// runtimeMetric reads one runtime/metrics counter or gauge of kind uint64.
+func runtimeMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
 
 // minorFaults is the process's minor page faults so far.
-func minorFaults() int64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return ru.Minflt
-}
+func minorFaults() int64 { return selfUsage().Minflt }

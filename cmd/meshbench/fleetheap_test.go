@@ -4,15 +4,8 @@ package main
 
 import (
 	"runtime"
-	"runtime/metrics"
 	"testing"
 )
-
-func heapMetric(name string) int64 {
-	s := []metrics.Sample{{Name: name}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64())
-}
 
 var sink [][]*int
 
@@ -29,7 +22,7 @@ func TestReadyHeap(t *testing.T) {
 	if n <= 0 || n > 32<<20 || n%heapChunk != 0 {
 		t.Fatalf("readied %d bytes for 32 MiB", n)
 	}
-	if free := heapMetric("/memory/classes/heap/free:bytes"); free < n/2 {
+	if free := int64(runtimeMetric("/memory/classes/heap/free:bytes")); free < n/2 {
 		t.Errorf("after the collection the heap keeps %d free bytes not returned to the system; readyHeap touched %d", free, n)
 	}
 	// What a row does next: small objects with pointers, n/2 bytes of them.
@@ -43,8 +36,8 @@ func TestReadyHeap(t *testing.T) {
 	sink = nil
 
 	runtime.GC()
-	goal := heapMetric("/gc/heap/goal:bytes")
-	objects := heapMetric("/memory/classes/heap/objects:bytes")
+	goal := int64(runtimeMetric("/gc/heap/goal:bytes"))
+	objects := int64(runtimeMetric("/memory/classes/heap/objects:bytes"))
 	gc0 := gcCycles()
 	all := readyHeap(1 << 40)
 	if gcCycles() != gc0 {

@@ -99,11 +99,17 @@ func askOnce(ctx context.Context, d *net.Dialer, addr string, msg, buf []byte, d
 
 // rusageSelf is this process's CPU time so far.
 func rusageSelf() time.Duration {
+	ru := selfUsage()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfUsage is this process's resource usage so far (zero if it cannot be read).
+func selfUsage() syscall.Rusage {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
+		return syscall.Rusage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return ru
 }
 
 // runTCPPipelined asks the queries of mix round-robin at addr for dur over
