@@ -41,8 +41,9 @@ func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 	c.Member(0).Stop()
 
 	m.Restart()
-	answered := func() error {
-		r, _, err := harness.Exchange(m.Addr(), harness.NewQuery("web.internal.", dns.TypeAAAA, harness.QueryOptions{}), harness.QueryOptions{Timeout: 100 * time.Millisecond})
+	// answered asks once, waiting up to timeout for the reply.
+	answered := func(timeout time.Duration) error {
+		r, _, err := harness.Exchange(m.Addr(), harness.NewQuery("web.internal.", dns.TypeAAAA, harness.QueryOptions{}), harness.QueryOptions{Timeout: timeout})
 		switch {
 		case err != nil:
 			return err
@@ -53,7 +54,7 @@ func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 	}
 	var first time.Duration
 	harness.Poll(t, 10*time.Second, 5*time.Millisecond, "an answer from the local copy", func() (bool, string) {
-		if err := answered(); err != nil {
+		if err := answered(100 * time.Millisecond); err != nil {
 			if !m.Running() {
 				t.Fatalf("meshdns exited with etcd down: %s", m.Stderr())
 			}
@@ -67,10 +68,14 @@ func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 		t.Errorf("first answer %v after process start, want ≤ 1s", first.Round(time.Millisecond))
 	}
 	// Past the client's 5 s dial timeout, several times over the retries.
+	// Each query waits up to a second, a stub resolver's shortest timeout:
+	// what is under test is that meshdns keeps answering while its etcd
+	// client fails, not its latency on a busy machine (100 ms lost 2 of 61
+	// once, with the cores shared with other work).
 	failed, sent := 0, 0
 	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		sent++
-		if err := answered(); err != nil {
+		if err := answered(time.Second); err != nil {
 			failed++
 			t.Logf("query %d: %v", sent, err)
 		}
@@ -88,7 +93,7 @@ func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 	start := time.Now()
 	readyz(t, h, http.StatusOK, 20*time.Second)
 	t.Logf("ready %v after etcd was back", time.Since(start).Round(time.Millisecond))
-	if err := answered(); err != nil {
+	if err := answered(time.Second); err != nil {
 		t.Errorf("after etcd returned: %v", err)
 	}
 }
