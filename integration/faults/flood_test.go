@@ -33,6 +33,11 @@ const (
 	// slowLossAllowed is how many of a slow asker's ~250 queries may go
 	// unanswered under the default rate limit: none (see TestFlood).
 	slowLossAllowed = 0
+	// othersCPUAllowed is how much CPU (in cores) processes other than
+	// meshdns and the flooder may take during a flood before the strict
+	// check's premise, a core for meshdns, counts as broken. Alone, they
+	// take 0.13–0.16 (the kernel's softirq work, etcd's housekeeping).
+	othersCPUAllowed = 0.3
 	// maxRSS bounds meshdns's memory under the flood.
 	maxRSSKiB = 300 << 10
 )
@@ -73,6 +78,16 @@ func TestFlood(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := harness.StartMeshdns(t, harness.EtcdEndpoints(e.Endpoints()...), harness.IPv6(), args(tc.extra...))
 			r := flood(t, m)
+			// The strict check's premise is a core for meshdns. When other
+			// processes took a good part of the machine during the flood
+			// and a slow query was lost, the flood is run once more; the
+			// second result stands, whatever the machine does then.
+			if tc.strict && r.slowLost() > slowLossAllowed && r.othersCPU() > othersCPUAllowed {
+				t.Logf("%s, first flood: %v", tc.name, r)
+				t.Logf("other processes took %.2f of the machine's cores during that flood (meshdns %.2f): flooding once more",
+					r.othersCPU(), r.cpu/r.dur.Seconds())
+				r = flood(t, m)
+			}
 			t.Logf("%s: %v", tc.name, r)
 			if r.rssMaxKiB > maxRSSKiB || r.hwmKiB > maxRSSKiB {
 				t.Errorf("meshdns RSS reached %s (VmHWM %s), want < %s", mib(r.rssMaxKiB), mib(r.hwmKiB), mib(maxRSSKiB))
@@ -91,7 +106,7 @@ func TestFlood(t *testing.T) {
 				if tc.strict && s.lost+s.wrong > slowLossAllowed {
 					t.Errorf("slow asker %s: %d of %d queries unanswered, %d answered wrong, want all answered: %s",
 						s.from, s.lost, s.sent, s.wrong, strings.Join(s.failures, "; "))
-					if o := r.othersCPU(); o > 0.3 {
+					if o := r.othersCPU(); o > othersCPUAllowed {
 						t.Errorf("(other processes took %.2f of the machine's cores during the flood and meshdns got %.2f: this test needs the machine to itself; scripts/test.sh runs packages one at a time)",
 							o, r.cpu/r.dur.Seconds())
 					}
@@ -119,6 +134,16 @@ type floodResult struct {
 	cpu               float64 // CPU seconds meshdns used
 	selfCPU           float64 // CPU seconds this test process (the flooder) used
 	machineCPU        float64 // CPU seconds every process on the machine used
+}
+
+// slowLost is how many of the slow askers' queries went unanswered or were
+// answered wrong.
+func (r floodResult) slowLost() int {
+	n := 0
+	for _, s := range r.slow {
+		n += s.lost + s.wrong
+	}
+	return n
 }
 
 // othersCPU is the CPU, in cores, that processes other than meshdns and the
