@@ -64,7 +64,8 @@ func TestSlowUpstreamBlocksNoWorker(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := &dns.Client{Net: "udp", Timeout: 500 * time.Millisecond}
+			// 2 s: a worker blocked on the upstream would wait out its 3 s.
+			cl := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 			r, _, err := cl.Exchange(query("web.internal.", dns.TypeAAAA), addr)
 			if err != nil || len(r.Answer) != 2 {
 				t.Errorf("internal query during forwarding flood: %v %v", r, err)

@@ -263,7 +263,9 @@ func TestTCPGlobalCapFairShare(t *testing.T) {
 // query has TCPIdleTimeout).
 func TestTCPFirstQueryDeadline(t *testing.T) {
 	_, addr := tcpTestServer(t, "acme", func(c *Config) {
-		c.TCPFirstQueryTimeout, c.TCPIdleTimeout = 200*time.Millisecond, 30*time.Second
+		// 500 ms: the asking connection's first query must get there in
+		// time, on a machine slowed by the race detector.
+		c.TCPFirstQueryTimeout, c.TCPIdleTimeout = 500*time.Millisecond, 30*time.Second
 	})
 	silent := dialFrom(t, "127.0.0.1", addr)
 	asking := dialFrom(t, "127.0.0.1", addr)
@@ -275,7 +277,7 @@ func TestTCPFirstQueryDeadline(t *testing.T) {
 		t.Fatalf("connection without a query: %v", err)
 	}
 	t.Logf("silent connection closed %v after the check began", time.Since(start))
-	time.Sleep(500 * time.Millisecond) // past the first-query deadline
+	time.Sleep(time.Second) // past the first-query deadline
 	if r, err := askTCP(asking); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("second query, after the first-query deadline: %v %v", r, err)
 	}

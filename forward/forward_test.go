@@ -97,7 +97,9 @@ func TestDeadUpstreamGivesWayToTheNext(t *testing.T) {
 	waitProbes(t, rec, dead, false)
 	start = time.Now()
 	forwardOK(t, f, question("two.example.", dns.TypeA))
-	if took := time.Since(start); took > 200*time.Millisecond {
+	// Asking the dead upstream first would cost its share of the timeout,
+	// 500 ms; 400 ms leaves room for a slow machine.
+	if took := time.Since(start); took > 400*time.Millisecond {
 		t.Errorf("second query took %v; the upstream that failed its probe should not have been asked", took)
 	}
 }
@@ -113,7 +115,8 @@ func TestEveryUpstreamDeadFailsWithinTheTimeout(t *testing.T) {
 	if err == nil {
 		t.Fatal("Forward succeeded with no live upstream")
 	}
-	if took > timeout+100*time.Millisecond {
+	// Ignoring the deadline would take the forwarder's own 2 s timeout.
+	if took > timeout+700*time.Millisecond {
 		t.Errorf("failed after %v, want within the %v timeout", took, timeout)
 	}
 	if !strings.Contains(err.Error(), "example.net.") {
@@ -217,7 +220,8 @@ func TestFailingUpstreamIsProbedNotWaitedFor(t *testing.T) {
 		t.Fatalf("first query: %v after %v, want a timeout", err, took)
 	}
 	waitProbes(t, rec, up.addr, false)
-	if took, err := ask(); err == nil || took > 50*time.Millisecond {
+	// Asking the upstream would take the 200 ms timeout.
+	if took, err := ask(); err == nil || took > 150*time.Millisecond {
 		t.Errorf("after a failed probe: %v after %v, want an error at once", err, took)
 	}
 	if n := len(rec.probed(up.addr)); n != 1 {
@@ -225,7 +229,7 @@ func TestFailingUpstreamIsProbedNotWaitedFor(t *testing.T) {
 	}
 	down.Store(false)
 	clock.advance(time.Second)
-	if took, err := ask(); err == nil || took > 50*time.Millisecond {
+	if took, err := ask(); err == nil || took > 150*time.Millisecond {
 		t.Errorf("a second later: %v after %v, want an error at once (and a probe started)", err, took)
 	}
 	waitProbes(t, rec, up.addr, false, true)

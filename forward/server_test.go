@@ -88,7 +88,9 @@ func TestServerAnswersServfailWithinTheForwardTimeout(t *testing.T) {
 	if r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
 	}
-	if took < timeout-50*time.Millisecond || took > timeout+200*time.Millisecond {
+	// Not waiting for the forward timeout would take the server's 2 s
+	// default; up to 1 s late is a slow machine.
+	if took < timeout-50*time.Millisecond || took > timeout+time.Second {
 		t.Errorf("SERVFAIL after %v, want at the %v forward timeout", took, timeout)
 	}
 }

@@ -44,7 +44,12 @@ func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
 	cli, proxied := behindProxy(t)
 	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
 	s := NewStore(DefaultPrefix)
-	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: time.Second})
+	// Each tick's read of etcd's revision has ProgressInterval to answer,
+	// and one that fails once the watch has been quiet for a stall timeout
+	// (as it is between the backed-off checks of the prefix) restarts the
+	// watch: 300 ms, not 100, so that a read through the proxy slowed by
+	// the race detector on a busy machine is no restart.
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 300 * time.Millisecond, StallTimeout: time.Second})
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
 	// Creates, an update and a delete arrive through the watch (the
 	// syncer's key count follows them; the checks below rely on it).
@@ -63,7 +68,7 @@ func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
 	if st := sy.Status(); !st.Ready || st.Loads != 1 || st.WatchRestarts != 0 {
 		t.Errorf("status %+v", st)
 	}
-	// The watchdog checked the prefix: 1 s and 3 s into the quiet.
+	// The watchdog checked the prefix: about 1 s and 3 s into the quiet.
 	if n := sy.prefixChecks.Load(); n == 0 || n > 4 {
 		t.Errorf("%d checks of the prefix during 4 s of quiet, want 1 to 4 (backing off from 1 s)", n)
 	}
@@ -132,7 +137,9 @@ func TestSyncerBehindProxyStuckWatch(t *testing.T) {
 	proxied.Watcher = sw
 	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
 	s := NewStore(DefaultPrefix)
-	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 500 * time.Millisecond})
+	// One watch restart exactly: ticks with time for a slow read (see
+	// TestSyncerBehindProxyQuietPrefix), so only the stuck watch restarts.
+	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 300 * time.Millisecond, StallTimeout: time.Second})
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
 	sw.stuck.Store(true)
 	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
@@ -430,7 +437,8 @@ func TestSyncerNoProgressRequestsToOldEtcd(t *testing.T) {
 			v := &versionedEtcd{Client: cli, version: tc.version}
 			log, logs := observed()
 			s := NewStore(DefaultPrefix)
-			sy := startSyncer(t, SyncerConfig{Client: v, Store: s, Log: log, ProgressInterval: 100 * time.Millisecond, StallTimeout: time.Second})
+			// 300 ms ticks: time for a slow read (see TestSyncerBehindProxyQuietPrefix).
+			sy := startSyncer(t, SyncerConfig{Client: v, Store: s, Log: log, ProgressInterval: 300 * time.Millisecond, StallTimeout: time.Second})
 			waitFor(t, "ready", func() bool { return sy.Status().Ready })
 			// Writes outside the prefix: etcd moves past the snapshot,
 			// which the watchdog must account for.

@@ -72,7 +72,10 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if s := sy.Status(); s.Drift != 1 || s.Loads <= loads {
+	// At least one drifting key counted: a reconcile that runs again
+	// (every 200 ms here) before the requested load lands counts the same
+	// key again, which a slow machine may do.
+	if s := sy.Status(); s.Drift == 0 || s.Loads <= loads {
 		t.Fatalf("status after repair %+v", s)
 	}
 }

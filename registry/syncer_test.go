@@ -482,10 +482,14 @@ func TestSyncerReadyWhenQuiet(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := NewStore(DefaultPrefix)
-	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: time.Second})
+	// Ready needs a contact with etcd within a stall timeout; on a quiet
+	// etcd the only contacts are the ticks' reads, each with 100 ms to
+	// answer. A 2 s stall timeout leaves room for a few slow reads under
+	// the race detector on a busy machine.
+	sy := startSyncer(t, SyncerConfig{Client: cli, Store: s, ProgressInterval: 100 * time.Millisecond, StallTimeout: 2 * time.Second})
 	waitFor(t, "ready on a quiet etcd", func() bool { return sy.Status().Ready })
 	// Watch it for a few stall timeouts: it must not flap.
-	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if st := sy.Status(); !st.Ready || st.WatchRestarts != 0 {
 			t.Fatalf("quiet etcd: %+v", st)
 		}

@@ -18,8 +18,8 @@ import (
 // etcd client fetches an auth token, which used to block meshdns for the
 // client's 5 s dial timeout and then end it — a crash loop under systemd
 // during exactly the outage the local copy is for. meshdns must answer
-// from its local copy within a second of starting with etcd down, keep
-// answering, and become ready once etcd returns.
+// from its local copy well before that timeout (2.5 s; typically 100–300
+// ms) with etcd down, keep answering, and become ready once etcd returns.
 // Not parallel: the password is passed through the test's environment.
 func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 	c := etcdtest.Cluster(t, 1)
@@ -64,8 +64,11 @@ func TestEtcdUserWithEtcdDownServesLocalCopy(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("with etcd down and --etcd-user, the first answer came %v after process start", first.Round(time.Millisecond))
-	if first > time.Second {
-		t.Errorf("first answer %v after process start, want ≤ 1s", first.Round(time.Millisecond))
+	// 2.5 s, as integration/faults's localCopyAnswerBound: typically
+	// 100–300 ms, up to 1.5 s seen on a loaded machine; a meshdns that
+	// waited for etcd would take the client's 5 s dial timeout.
+	if first > 2500*time.Millisecond {
+		t.Errorf("first answer %v after process start, want ≤ 2.5s", first.Round(time.Millisecond))
 	}
 	// Past the client's 5 s dial timeout, several times over the retries.
 	// Each query waits up to a second, a stub resolver's shortest timeout:
