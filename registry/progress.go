@@ -206,17 +206,6 @@ func (w *watchdog) observe() time.Duration {
 	return s.since(last)
 }
 
-// silent reports whether a read that just failed makes the watch stalled:
-// the watch has been quiet for a stall timeout and etcd has answered
-// nothing else (no read, no watch response) for as long. Quiet alone is no
-// reason: behind a proxy a quiet watch goes up to maxQuietCheck between
-// checks of the prefix, so one failed read (a leader election fails every
-// linearizable read for a second or two) would restart the watch of every
-// host of a fleet at once, each starting its checks over.
-func (s *Syncer) silent(quiet time.Duration) bool {
-	return quiet > s.cfg.StallTimeout && s.since(time.Unix(0, s.lastContact.Load())) > s.cfg.StallTimeout
-}
-
 // proved records that a check proved the watch missed nothing.
 func (w *watchdog) proved() {
 	w.alive = w.s.clock.Now()
@@ -260,7 +249,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	snapRev := s.cfg.Store.Revision()
 	cur, err := s.etcdRevision(ctx)
 	if err != nil {
-		if s.silent(quiet) {
+		if quiet > s.cfg.StallTimeout {
 			return fmt.Errorf("%w for %s, and etcd did not answer: %v", errStalled, quiet.Round(time.Second), err)
 		}
 		return nil
@@ -303,7 +292,7 @@ func (w *watchdog) tick(ctx context.Context) error {
 	why := "keys under the prefix changed after revision %d"
 	switch {
 	case err != nil && !errors.Is(err, rpctypes.ErrCompacted):
-		if s.silent(quiet) {
+		if quiet > s.cfg.StallTimeout {
 			return fmt.Errorf("%w for %s, and etcd did not answer a check of the prefix: %v", errStalled, quiet.Round(time.Second), err)
 		}
 		return nil

@@ -45,10 +45,10 @@ func TestSyncerBehindProxyQuietPrefix(t *testing.T) {
 	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
 	s := NewStore(DefaultPrefix)
 	// Each tick's read of etcd's revision has ProgressInterval to answer,
-	// and reads that fail for a stall timeout restart the quiet watch
-	// (TestSyncerBehindProxyRidesOutFailedReads): 300 ms, not 100, so that
-	// reads through the proxy slowed by the race detector on a busy
-	// machine do not add up to a stall.
+	// and one that fails once the watch has been quiet for a stall timeout
+	// (as it is between the backed-off checks of the prefix) restarts the
+	// watch: 300 ms, not 100, so that a read through the proxy slowed by
+	// the race detector on a busy machine is no restart.
 	sy := startSyncer(t, SyncerConfig{Client: proxied, Store: s, ProgressInterval: 300 * time.Millisecond, StallTimeout: time.Second})
 	waitFor(t, "ready", func() bool { return sy.Status().Ready })
 	// Creates, an update and a delete arrive through the watch (the
