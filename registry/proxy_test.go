@@ -151,6 +151,83 @@ func TestSyncerBehindProxyStuckWatch(t *testing.T) {
 	waitFor(t, "ready again", func() bool { return sy.Status().Ready })
 }
 
+// hungMemberReads: while hung is set, every third Get waits out its
+// deadline, as reads the client sends to a frozen member that keeps its
+// connection do; the other members answer the rest.
+type hungMemberReads struct {
+	*clientv3.Client
+	hung atomic.Bool
+	n    atomic.Int32
+	lost atomic.Int32
+}
+
+func (h *hungMemberReads) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if h.hung.Load() && h.n.Add(1)%3 == 0 {
+		h.lost.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.Client.Get(ctx, key, opts...)
+}
+
+// TestSyncerBehindProxyHungMemberAfterQuiet: behind the proxy, a watch on
+// a quiet prefix backs its checks of the prefix off (here to 8 s after
+// three). Then the member carrying it hangs: the watch says nothing, a
+// third of the reads time out, the other members answer the rest, and a
+// write under the prefix is made. The read that times out after a stall
+// timeout of quiet is what gives the hung member away: the watch must be
+// restarted and the write served within a few stall timeouts, not at the
+// next backed-off check. (A rule that counted a failed read as a stall
+// only when no read had succeeded for a stall timeout, tried in the sixth
+// session, missed this until the next check.)
+func TestSyncerBehindProxyHungMemberAfterQuiet(t *testing.T) {
+	cli, proxied := behindProxy(t)
+	sw := &stuckWatcher{Watcher: proxied.Watcher}
+	proxied.Watcher = sw
+	reads := &hungMemberReads{Client: proxied}
+	put(t, cli, DefaultPrefix+"orgs/acme", `{"network":"fdaa:0:18::/48"}`)
+	s := NewStore(DefaultPrefix)
+	const stall = time.Second
+	sy := startSyncer(t, SyncerConfig{Client: reads, Store: s, ProgressInterval: 300 * time.Millisecond, StallTimeout: stall})
+	waitFor(t, "ready", func() bool { return sy.Status().Ready })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { // etcd moves on with writes elsewhere
+		defer close(done)
+		for ctx.Err() == nil {
+			if _, err := cli.Put(ctx, "/elsewhere/key", time.Now().String()); err != nil && ctx.Err() == nil {
+				t.Errorf("write elsewhere: %v", err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	// Checks at about 1, 3 and 7 s into the quiet; the next would come 8 s
+	// after the third.
+	waitFor(t, "three checks of the prefix", func() bool { return sy.prefixChecks.Load() >= 3 })
+	if st := sy.Status(); st.WatchRestarts != 0 {
+		t.Fatalf("watch restarted before the member hung: %+v", st)
+	}
+	sw.stuck.Store(true)
+	reads.hung.Store(true)
+	start := time.Now()
+	put(t, cli, DefaultPrefix+"apps/acme/web", `{}`)
+	waitFor(t, "the write under the prefix", func() bool { return s.Snapshot().Org("acme").App("web") != nil })
+	took := time.Since(start)
+	reads.hung.Store(false)
+	t.Logf("write served %v after the member hung (%d reads timed out meanwhile)", took.Round(time.Millisecond), reads.lost.Load())
+	if took > 5*stall {
+		t.Errorf("write served %v after the member hung, want within 5 stall timeouts (%v): the next backed-off check of the prefix was due 8 s after the last", took.Round(time.Millisecond), 5*stall)
+	}
+	if st := sy.Status(); st.WatchRestarts == 0 || st.Loads != 1 {
+		t.Errorf("after the hung member: %+v, want a watch restart and no second load", st)
+	}
+	waitMatchesEtcd(t, cli, s)
+}
+
 // TestSyncerBehindProxyResumeBecomesReady: a syncer resumes from a snapshot
 // (as from a local copy or after a watch error) through the proxy. The
 // history it replays ends with writes outside the prefix, so no event
