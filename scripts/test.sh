@@ -108,8 +108,8 @@ OUT="$work/bin" bash scripts/build.sh || status=1
 # (the floods run first and alone); with go test's default of two packages at
 # once, another package's etcd cluster or fleet benchmark shared the cores
 # and CI once failed TestFlood with meshdns given 0.55 of a core. Serial adds
-# about a minute and a half to the run. Test binaries are built first, in
-# parallel, so -p 1 serializes only the tests.
+# about two minutes to the run. The packages are compiled first, in
+# parallel; -p 1 then links and runs one test binary at a time.
 say "go test -count=1 -run '^$' ./... (build the test binaries)"
 if ! out=$(go test -count=1 -run '^$' ./... 2>&1); then
 	echo "$out"

@@ -35,8 +35,9 @@ const (
 	slowLossAllowed = 0
 	// othersCPUAllowed is how much CPU (in cores) processes other than
 	// meshdns and the flooder may take during a flood before the strict
-	// check's premise, a core for meshdns, counts as broken. Alone, they
-	// take 0.13–0.16 (the kernel's softirq work, etcd's housekeeping).
+	// check's premise, a core for meshdns, counts as broken. On a quiet
+	// machine they take 0.13–0.16 (the kernel's packet work not charged to
+	// a process, other daemons).
 	othersCPUAllowed = 0.3
 	// maxRSS bounds meshdns's memory under the flood.
 	maxRSSKiB = 300 << 10
@@ -80,12 +81,13 @@ func TestFlood(t *testing.T) {
 			r := flood(t, m)
 			// The strict check's premise is a core for meshdns. When other
 			// processes took a good part of the machine during the flood
-			// and a slow query was lost, the flood is run once more; the
-			// second result stands, whatever the machine does then.
+			// and a slow query went unanswered (not answered wrong), the
+			// flood is run once more; the second result stands, whatever
+			// the machine does then.
 			if tc.strict && r.slowLost() > slowLossAllowed && r.othersCPU() > othersCPUAllowed {
 				t.Logf("%s, first flood: %v", tc.name, r)
 				t.Logf("other processes took %.2f of the machine's cores during that flood (meshdns %.2f): flooding once more",
-					r.othersCPU(), r.cpu/r.dur.Seconds())
+					r.othersCPU(), r.cores(r.cpu))
 				r = flood(t, m)
 			}
 			t.Logf("%s: %v", tc.name, r)
@@ -108,7 +110,7 @@ func TestFlood(t *testing.T) {
 						s.from, s.lost, s.sent, s.wrong, strings.Join(s.failures, "; "))
 					if o := r.othersCPU(); o > othersCPUAllowed {
 						t.Errorf("(other processes took %.2f of the machine's cores during the flood and meshdns got %.2f: this test needs the machine to itself; scripts/test.sh runs packages one at a time)",
-							o, r.cpu/r.dur.Seconds())
+							o, r.cores(r.cpu))
 					}
 				}
 				if !tc.strict && s.answered < s.sent/2 {
@@ -133,24 +135,32 @@ type floodResult struct {
 	kernelDrops       int64   // packets the kernel dropped at meshdns's full sockets
 	cpu               float64 // CPU seconds meshdns used
 	selfCPU           float64 // CPU seconds this test process (the flooder) used
-	machineCPU        float64 // CPU seconds every process on the machine used
+	machineCPU        float64 // CPU seconds the whole machine was busy
+	// cpuWindow is the time between the CPU samples: the flood and its
+	// setup and teardown, a little longer than dur.
+	cpuWindow time.Duration
 }
 
-// slowLost is how many of the slow askers' queries went unanswered or were
-// answered wrong.
+// cores is CPU seconds over the CPU samples' window, in cores.
+func (r floodResult) cores(cpuSeconds float64) float64 { return cpuSeconds / r.cpuWindow.Seconds() }
+
+// slowLost is how many of the slow askers' queries went unanswered (a
+// wrong answer is no sign of a starved CPU, so it is not counted here).
 func (r floodResult) slowLost() int {
 	n := 0
 	for _, s := range r.slow {
-		n += s.lost + s.wrong
+		n += s.lost
 	}
 	return n
 }
 
-// othersCPU is the CPU, in cores, that processes other than meshdns and the
-// flooder took during the flood: other packages' tests, builds, anything
-// else on the machine. The strict check's premise is that it is near 0.
+// othersCPU is the CPU, in cores, that the machine spent on anything but
+// meshdns and the flooder (this process, with its embedded etcd) during the
+// flood: other packages' tests, builds, other daemons, the kernel's work
+// not charged to a process, and time stolen by the hypervisor. The strict
+// check's premise is that it is near 0.
 func (r floodResult) othersCPU() float64 {
-	return max(0, r.machineCPU-r.cpu-r.selfCPU) / r.dur.Seconds()
+	return r.cores(max(0, r.machineCPU-r.cpu-r.selfCPU))
 }
 
 func (r floodResult) String() string {
@@ -159,7 +169,7 @@ func (r floodResult) String() string {
 	fmt.Fprintf(&b, "flood from 127.0.0.1 for %v: %d queries sent (%.0f/s), %d answered (%.0f/s); meshdns counted %.0f answers (%.0f/s)",
 		r.dur.Round(time.Millisecond), r.sent, float64(r.sent)/secs, r.answered, float64(r.answered)/secs, r.served, r.served/secs)
 	fmt.Fprintf(&b, "; the kernel dropped %d (%.0f/s) at meshdns's full socket buffers, so meshdns read about %.0f/s; meshdns used %.2f CPU, the flooder %.2f, other processes %.2f",
-		r.kernelDrops, float64(r.kernelDrops)/secs, float64(r.sent-r.kernelDrops)/secs, r.cpu/secs, r.selfCPU/secs, r.othersCPU())
+		r.kernelDrops, float64(r.kernelDrops)/secs, float64(r.sent-r.kernelDrops)/secs, r.cores(r.cpu), r.cores(r.selfCPU), r.othersCPU())
 	for _, s := range r.slow {
 		fmt.Fprintf(&b, "; slow asker %s", s)
 	}
@@ -186,6 +196,7 @@ func flood(t *testing.T, m *harness.Meshdns) floodResult {
 	cpuBefore := cpuSeconds(t, pid)
 	selfBefore := cpuSeconds(t, os.Getpid())
 	machineBefore := machineCPUSeconds(t)
+	cpuFrom := time.Now()
 	before := metrics(t, m.HTTPAddr())["meshdns_dns_requests_total"]
 
 	// Prepared queries: half web.internal, half random names under it that
@@ -301,6 +312,7 @@ func flood(t *testing.T, m *harness.Meshdns) floodResult {
 	r.cpu = cpuSeconds(t, pid) - cpuBefore
 	r.selfCPU = cpuSeconds(t, os.Getpid()) - selfBefore
 	r.machineCPU = machineCPUSeconds(t) - machineBefore
+	r.cpuWindow = time.Since(cpuFrom)
 	r.rssMaxKiB, r.hwmKiB = rssMax.Load(), procKiB(t, pid, "VmHWM")
 	ms := metrics(t, m.HTTPAddr())
 	r.served = ms["meshdns_dns_requests_total"] - before

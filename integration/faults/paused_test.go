@@ -98,14 +98,10 @@ func checkNoDrift(t *testing.T, m *harness.Meshdns) {
 func pausedRound(t *testing.T, m *harness.Meshdns, c *etcdtest.ProcCluster, cli *clientv3.Client, w *registry.Writer,
 	appNames []string, round int, restartEtcd bool) {
 	const (
-		puts      = 40 // new machines per app
-		stateChgs = 30 // state changes per app
-		deletes   = 30 // deletions per app
-		// The second round's catch-up is a full load after a jitter of up
-		// to 5 s (--load-jitter), beside the package's other parallel
-		// tests: 15 s, as the 12 s of integration's compaction test plus
-		// a loaded machine's margin.
-		catchUpMax = 15 * time.Second
+		puts       = 40 // new machines per app
+		stateChgs  = 30 // state changes per app
+		deletes    = 30 // deletions per app
+		catchUpMax = 10 * time.Second
 	)
 	before := metrics(t, m.HTTPAddr())
 	// The changes, one etcd revision each.
