@@ -324,10 +324,13 @@ func (s *Syncer) watchChecked(ctx context.Context) error {
 	// Watch returns only once etcd confirmed the watch (clientv3's watcher
 	// and internal/etcdwatch alike); a member that hangs with its
 	// connection open never does, and no watchdog runs before Watch
-	// returns. Give up after StallTimeout without an answer.
-	started := s.clock.Now().UnixNano()
+	// returns. Give up after StallTimeout without an answer. The answer
+	// is a response on the watch, not any contact with etcd: a reconcile
+	// that was running when the watch restarted reads pages meanwhile, and
+	// taking those for the confirmation left the watch hung for good.
+	heard := s.watchResponses.Load()
 	created := s.clock.AfterFunc(s.cfg.StallTimeout, func() {
-		if s.lastContact.Load() <= started {
+		if s.watchResponses.Load() == heard {
 			cancel(fmt.Errorf("%w: etcd did not confirm the watch within %s", errStalled, s.cfg.StallTimeout))
 		}
 	})

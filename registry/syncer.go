@@ -113,13 +113,17 @@ type Syncer struct {
 	cfg   SyncerConfig
 	clock Clock
 
-	ready         atomic.Bool
-	lastContact   atomic.Int64 // unix nanoseconds
-	loads         atomic.Uint64
-	watchRestarts atomic.Uint64
-	reconciles    atomic.Uint64
-	drift         atomic.Uint64
-	clusterID     atomic.Uint64
+	ready       atomic.Bool
+	lastContact atomic.Int64 // unix nanoseconds
+	// watchResponses counts the responses the watches received: the
+	// first of a watch (Created) is etcd confirming it, which restore.go's
+	// stall timer waits for.
+	watchResponses atomic.Uint64
+	loads          atomic.Uint64
+	watchRestarts  atomic.Uint64
+	reconciles     atomic.Uint64
+	drift          atomic.Uint64
+	clusterID      atomic.Uint64
 	// reload asks the running watch to stop for a full load (reconcile
 	// found drift, or the cluster is not the one the snapshot came from).
 	reload  chan string
@@ -395,6 +399,7 @@ func (s *Syncer) watch(ctx context.Context, from int64) error {
 		}
 		wd.heard()
 		s.contact()
+		s.watchResponses.Add(1)
 		if resp.Created {
 			// Created says the watch runs, not that we have caught up:
 			// a watch resumed from a local copy's old revision has
