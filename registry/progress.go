@@ -125,9 +125,9 @@ func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 	t := w.s.clock.NewTicker(w.s.cfg.ProgressInterval)
 	defer t.Stop()
 	// Nothing is checked before etcd confirms the watch: a check's read
-	// could prove the snapshot current with no watch to keep it so, and
-	// would count as contact, hiding a watch etcd never confirms from
-	// watchChecked's deadline. clientv3's and etcdwatch's Watch return
+	// could prove the snapshot current with no watch to keep it so.
+	// (watchChecked's deadline for the confirmation counts responses on
+	// the watch, so reads no longer hide an unconfirmed one.) clientv3's and etcdwatch's Watch return
 	// only once etcd confirmed; a Watcher that returns earlier (tests'
 	// fakes) must not change that.
 	created := false

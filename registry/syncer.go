@@ -115,9 +115,10 @@ type Syncer struct {
 
 	ready       atomic.Bool
 	lastContact atomic.Int64 // unix nanoseconds
-	// watchResponses counts the responses the watches received: the
-	// first of a watch (Created) is etcd confirming it, which restore.go's
-	// stall timer waits for.
+	// watchResponses counts the rounds of responses the watch loop took
+	// (a batch of plain events counts once): the first of a watch
+	// (Created) is etcd confirming it, which restore.go's stall timer
+	// waits for.
 	watchResponses atomic.Uint64
 	loads          atomic.Uint64
 	watchRestarts  atomic.Uint64
