@@ -127,9 +127,9 @@ func (w *watchdog) run(ctx context.Context, stop context.CancelCauseFunc) {
 	// Nothing is checked before etcd confirms the watch: a check's read
 	// could prove the snapshot current with no watch to keep it so.
 	// (watchChecked's deadline for the confirmation counts responses on
-	// the watch, so reads no longer hide an unconfirmed one.) clientv3's and etcdwatch's Watch return
-	// only once etcd confirmed; a Watcher that returns earlier (tests'
-	// fakes) must not change that.
+	// the watch, so reads cannot hide an unconfirmed one.) clientv3's and
+	// etcdwatch's Watch return only once etcd confirmed; a Watcher that
+	// returns earlier (tests' fakes) must not change that.
 	created := false
 	for {
 		var err error
