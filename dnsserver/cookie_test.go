@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/meshdns/meshdns/integration/digtest"
 	"github.com/meshdns/meshdns/internal/etcdtest"
 )
 
@@ -239,11 +240,14 @@ func TestDigCookies(t *testing.T) {
 	run := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"@127.0.0.1", "-p", port, "+tries=1", "+time=2", "+noall", "+comments", "web.internal", "AAAA"}, args...)
-		out, err := exec.Command(dig, args...).CombinedOutput()
+		out, err := digtest.Again(t, func() (string, error) {
+			out, err := exec.Command(dig, args...).CombinedOutput()
+			return string(out), err
+		})
 		if err != nil {
 			t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		return string(out)
+		return out
 	}
 	cookieRE := regexp.MustCompile(`COOKIE: ([0-9a-f]+)(?: \((good|bad)\))?`)
 	first := run("+cookie")

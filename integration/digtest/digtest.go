@@ -83,23 +83,70 @@ func (r *Result) HasFlag(f string) bool { return slices.Contains(r.Flags, f) }
 func Run(t testing.TB, args ...string) *Result {
 	t.Helper()
 	dig := etcdtest.RequireTool(t, "dig")
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, dig, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %v", runTimeout)
-	}
+	var stderr string
+	out, err := Again(t, func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, dig, args...)
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v", runTimeout)
+		}
+		stderr = se.String()
+		return so.String(), err
+	})
 	if err != nil {
-		t.Fatalf("dig %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		t.Fatalf("dig %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, stderr)
 	}
-	res, err := Parse(stdout.String())
+	if ReadOwnQuery(out) {
+		t.Fatalf("dig %s read a message with QR clear %d times in a row; a server sent a query back:\n%s", strings.Join(args, " "), ownQueryRuns, out)
+	}
+	res, err := Parse(out)
 	if err != nil {
-		t.Fatalf("dig %s: %v\noutput:\n%s", strings.Join(args, " "), err, stdout.String())
+		t.Fatalf("dig %s: %v\noutput:\n%s", strings.Join(args, " "), err, out)
 	}
 	return res
+}
+
+// ownQueryWarning is what dig prints when the message it read back has QR
+// clear: a query, not a response.
+const ownQueryWarning = ";; Warning: query response not set"
+
+// ReadOwnQuery reports whether dig's output shows that it read its own
+// query back instead of a reply. dig (BIND 9.18) sets SO_REUSEPORT on its
+// client sockets and binds a random source port; run as root, like the
+// server under test, it can bind the server's own port, and its connected
+// socket then takes its own datagram (or its TCP connection meets itself).
+// No server ever answers with QR clear, so the warning is a sure sign.
+func ReadOwnQuery(out string) bool { return strings.Contains(out, ownQueryWarning) }
+
+// ownQueryRuns is how many times Again runs dig: a port collision is a
+// one-in-tens-of-thousands draw, so a second one in a row means the server
+// really sent a message with QR clear.
+const ownQueryRuns = 3
+
+// Again calls run, one dig invocation returning its output, and calls it
+// again (up to ownQueryRuns times in all) while the output shows that dig
+// read its own query back (ReadOwnQuery). It returns the last output and
+// error. Every dig a test runs against a server on a port from the
+// kernel's ephemeral range (where dig draws its source ports) goes through
+// Run or Again; the netns tests' servers are on port 53, outside it.
+func Again(t testing.TB, run func() (string, error)) (string, error) {
+	t.Helper()
+	var out string
+	var err error
+	for i := range ownQueryRuns {
+		out, err = run()
+		if !ReadOwnQuery(out) {
+			break
+		}
+		if i < ownQueryRuns-1 {
+			t.Logf("digtest: dig read its own query back (its random source port was the server's port); running it again:\n%s", out)
+		}
+	}
+	return out, err
 }
 
 var (

@@ -1,13 +1,21 @@
 package digtest_test
 
 import (
+	"context"
+	"errors"
+	"net"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/meshdns/meshdns/integration/digtest"
+	"github.com/meshdns/meshdns/internal/etcdtest"
 )
 
 // TestRun checks Run and Parse against real dig output for each response
@@ -196,5 +204,64 @@ func wantRRs(t *testing.T, section string, got []dns.RR, want ...string) {
 	}
 	if !slices.Equal(g, w) {
 		t.Errorf("%s =\n%s\nwant\n%s", section, strings.Join(g, "\n"), strings.Join(w, "\n"))
+	}
+}
+
+// TestOwnQuery makes the collision that Again works around happen on
+// purpose: a server socket with SO_REUSEPORT (as meshdns's are) that never
+// answers, and dig told to bind that very port (-b). dig's socket, also
+// SO_REUSEPORT and of the same user, shares the port and reads its own
+// query; ReadOwnQuery must recognise that output, and a normal reply must
+// not look like it.
+func TestOwnQuery(t *testing.T) {
+	dig := etcdtest.RequireTool(t, "dig")
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
+	out, _ := exec.Command(dig, "-b", "127.0.0.1#"+port, "@127.0.0.1", "-p", port, "+tries=1", "+time=1", "aaaa.test", "AAAA").CombinedOutput()
+	if !digtest.ReadOwnQuery(string(out)) {
+		t.Fatalf("dig bound to the server's own port: ReadOwnQuery = false for\n%s", out)
+	}
+	if r, err := digtest.Parse(string(out)); err != nil || slices.Contains(r.Flags, "qr") {
+		t.Fatalf("dig's own query parsed as %+v, %v; want a message without qr", r, err)
+	}
+
+	s := startServer(t)
+	if r := digtest.Run(t, s.args("aaaa.test", "AAAA")...); digtest.ReadOwnQuery(r.Raw) {
+		t.Fatalf("a real reply looks like dig's own query:\n%s", r.Raw)
+	}
+}
+
+// TestAgain: Again runs dig again while it reads its own query, at most
+// three times in all, and returns the first output that is a reply.
+func TestAgain(t *testing.T) {
+	own := ";; Warning: query response not set\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
+	reply := ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr aa rd;\n"
+	for _, tc := range []struct {
+		outs  []string
+		calls int
+		want  string
+	}{
+		{[]string{reply}, 1, reply},
+		{[]string{own, reply}, 2, reply},
+		{[]string{own, own, reply}, 3, reply},
+		{[]string{own, own, own, reply}, 3, own},
+	} {
+		calls := 0
+		got, err := digtest.Again(t, func() (string, error) {
+			calls++
+			return tc.outs[calls-1], nil
+		})
+		if err != nil || got != tc.want || calls != tc.calls {
+			t.Errorf("outputs %q: Again returned %q, %v after %d calls; want %q after %d", tc.outs, got, err, calls, tc.want, tc.calls)
+		}
 	}
 }
