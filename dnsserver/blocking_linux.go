@@ -40,9 +40,10 @@ type rawUDP struct {
 // if the wake-up from shutdown(2) were lost.
 const readTimeout = 250 * 1000 // microseconds
 
-// openRawUDP binds a blocking UDP socket with SO_REUSEPORT at ap (port 0:
-// the kernel picks). wildcard sockets also report each packet's destination.
-func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
+// openRawUDP binds a blocking UDP socket at ap (port 0: the kernel picks),
+// with SO_REUSEPORT when it joins the port's first socket (join).
+// wildcard sockets also report each packet's destination.
+func openRawUDP(ap netip.AddrPort, wildcard, v6, join bool) (*rawUDP, error) {
 	family := unix.AF_INET
 	if v6 {
 		family = unix.AF_INET6
@@ -55,7 +56,7 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := tuneSocket(fd, wildcard, v6); err != nil {
+	if err := tuneSocket(fd, join, wildcard, v6); err != nil {
 		return fail("socket options", err)
 	}
 	if v6 {
@@ -102,6 +103,9 @@ func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
 
 // LocalAddr is the bound address.
 func (r *rawUDP) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(r.local) }
+
+// SyscallConn gives access to the descriptor.
+func (r *rawUDP) SyscallConn() (syscall.RawConn, error) { return r.rc, nil }
 
 // Close wakes the blocked readers (shutdown(2) ends a blocking read on a UDP
 // socket) and closes the socket once the last of them has returned.

@@ -20,14 +20,15 @@ import (
 // oobSize fits one IPv6 or IPv4 packet-info control message.
 const oobSize = 64
 
-// controlSocket sets SO_REUSEPORT, so several sockets (one per worker) can
-// share a port and the kernel spreads queries over them, and, for wildcard
-// addresses, asks for packet info.
-func controlSocket(wildcard, v6 bool) func(network, address string, c syscall.RawConn) error {
+// controlSocket prepares a UDP socket before it is bound: with join it sets
+// SO_REUSEPORT, to share the port of the listen address's first socket
+// (see shareAfterBind), so the kernel spreads queries over one socket per
+// core; for wildcard addresses it asks for packet info.
+func controlSocket(wildcard, v6, join bool) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = tuneSocket(int(fd), network[:3] == "udp" && wildcard, v6)
+			serr = tuneSocket(int(fd), join, network[:3] == "udp" && wildcard, v6)
 		})
 		if err != nil {
 			return err
@@ -36,11 +37,14 @@ func controlSocket(wildcard, v6 bool) func(network, address string, c syscall.Ra
 	}
 }
 
-// tuneSocket sets SO_REUSEPORT on a listening socket, and with pktinfo
-// (wildcard UDP sockets) asks for each packet's destination address.
-func tuneSocket(fd int, pktinfo, v6 bool) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return fmt.Errorf("SO_REUSEPORT: %w", err)
+// tuneSocket sets SO_REUSEPORT on a UDP socket about to join its listen
+// address's first (join), and with pktinfo (wildcard UDP sockets) asks for
+// each packet's destination address.
+func tuneSocket(fd int, join, pktinfo, v6 bool) error {
+	if join {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("SO_REUSEPORT: %w", err)
+		}
 	}
 	if !pktinfo {
 		return nil
@@ -52,6 +56,32 @@ func tuneSocket(fd int, pktinfo, v6 bool) error {
 	}
 	// A dual-stack IPv6 socket reports IPv4 packets with IP_PKTINFO.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+	return nil
+}
+
+// A listen address's sockets share one port, but only with each other.
+// The first UDP socket binds without SO_REUSEPORT, so its bind fails with
+// "address in use" when anything else holds the port: with SO_REUSEPORT
+// set, a second meshdns (or any process) of the same user would be let in
+// silently and the kernel would send it a share of the queries; and with
+// port 0 the kernel would hand out a port that some other SO_REUSEPORT
+// group of the same user already holds. Then shareAfterBind sets
+// SO_REUSEPORT on the bound socket, and the other sockets set it before
+// their bind and join it; the first of them to join makes the group.
+// The TCP listener is a single socket and never sets it.
+
+// shareAfterBind lets the sockets opened after this bound one share its
+// port.
+func shareAfterBind(rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_REUSEPORT: %w", serr)
+	}
 	return nil
 }
 

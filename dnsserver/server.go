@@ -213,6 +213,9 @@ func (s *Server) Start() error {
 	if len(cfg.Listen) == 0 {
 		return errors.New("no --listen address given")
 	}
+	if err := CheckListen(cfg.Listen); err != nil {
+		return err
+	}
 	s.clock.start()
 	for _, note := range platformNotes() {
 		s.log.Warn(note)
@@ -226,14 +229,80 @@ func (s *Server) Start() error {
 	return nil
 }
 
-func (s *Server) listen(addr string, cfg *Config) error {
+// CheckListen checks listen addresses as Start will: each must be ip:port,
+// and no two may overlap (checkListenOverlap).
+func CheckListen(listen []string) error {
+	for _, addr := range listen {
+		if _, err := parseListen(addr); err != nil {
+			return err
+		}
+	}
+	return checkListenOverlap(listen)
+}
+
+// parseListen parses one listen address.
+func parseListen(addr string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		return fmt.Errorf("listen address %q: want ip:port, e.g. 127.0.0.1:1053 or [::]:53 (%v)", addr, err)
+		return ap, fmt.Errorf("listen address %q: want ip:port, e.g. 127.0.0.1:1053 or [::]:53 (%v)", addr, err)
+	}
+	return ap, nil
+}
+
+// checkListenOverlap refuses two listen addresses on one port where one
+// takes the other's packets: the same address twice, or a wildcard and an
+// address it covers (0.0.0.0 covers every IPv4 address, [::] every address
+// of both families). A listen address's sockets share their port with each
+// other alone (see shareAfterBind), so the second would fail to bind with
+// "address in use"; this says why instead. Port 0 picks a new port each
+// time and never overlaps.
+func checkListenOverlap(listen []string) error {
+	type parsed struct {
+		text string
+		ap   netip.AddrPort
+	}
+	var seen []parsed
+	for _, text := range listen {
+		ap, err := netip.ParseAddrPort(text)
+		if err != nil || ap.Port() == 0 {
+			continue // CheckListen reports a bad address; port 0 never overlaps
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		for _, p := range seen {
+			if p.ap.Port() != ap.Port() {
+				continue
+			}
+			if p.ap == ap {
+				return fmt.Errorf("listen address %s is given twice (as %s too)", text, p.text)
+			}
+			if covers(p.ap.Addr(), ap.Addr()) || covers(ap.Addr(), p.ap.Addr()) {
+				return fmt.Errorf("listen addresses %s and %s overlap: the wildcard answers on the other's address already; list either the wildcard or specific addresses", p.text, text)
+			}
+		}
+		seen = append(seen, parsed{text, ap})
+	}
+	return nil
+}
+
+// covers reports whether a socket bound to wildcard w takes packets for a
+// (a different address): [::] takes both families, 0.0.0.0 IPv4.
+func covers(w, a netip.Addr) bool {
+	switch w {
+	case netip.IPv6Unspecified():
+		return true
+	case netip.IPv4Unspecified():
+		return a.Is4()
+	}
+	return false
+}
+
+func (s *Server) listen(addr string, cfg *Config) error {
+	ap, err := parseListen(addr)
+	if err != nil {
+		return err
 	}
 	wildcard := ap.Addr().IsUnspecified()
 	v6 := ap.Addr().Is6() && !ap.Addr().Is4In6()
-	lc := net.ListenConfig{Control: controlSocket(wildcard, v6)}
 	network := "udp4"
 	if v6 {
 		network = "udp6"
@@ -257,14 +326,13 @@ func (s *Server) listen(addr string, cfg *Config) error {
 		bind  netip.AddrPort
 	)
 	// Port 0 lets the kernel pick a free UDP port, which may still be taken
-	// for TCP (or, for the later sockets, by a racing process); then pick
-	// again rather than fail.
+	// for TCP; then pick again rather than fail.
 	attempts := 1
 	if ap.Port() == 0 {
 		attempts = 20
 	}
 	for try := 1; ; try++ {
-		conns, tl, bind, err = bindPort(lc, ap, network, tnet, sockets, cfg.UDPBlocking)
+		conns, tl, bind, err = bindPort(ap, network, tnet, wildcard, v6, sockets, cfg.UDPBlocking)
 		if err == nil || try == attempts || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
@@ -302,12 +370,13 @@ func (s *Server) listen(addr string, cfg *Config) error {
 type udpSocket interface {
 	Close() error
 	LocalAddr() net.Addr
+	SyscallConn() (syscall.RawConn, error)
 }
 
-// bindPort opens the UDP sockets (SO_REUSEPORT, one per core) and the TCP
-// listener on one port; with port 0 in ap the first UDP socket picks it.
-// On error nothing stays open.
-func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sockets int, blocking bool) ([]udpSocket, net.Listener, netip.AddrPort, error) {
+// bindPort opens the UDP sockets (one per core, sharing the port with each
+// other alone: see shareAfterBind) and the TCP listener on one port; with
+// port 0 in ap the first UDP socket picks it. On error nothing stays open.
+func bindPort(ap netip.AddrPort, network, tnet string, wildcard, v6 bool, sockets int, blocking bool) ([]udpSocket, net.Listener, netip.AddrPort, error) {
 	var conns []udpSocket
 	closeAll := func() {
 		for _, c := range conns {
@@ -317,14 +386,16 @@ func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sock
 	bind := ap
 	for i := range sockets {
 		var c udpSocket
+		join := i > 0
 		if blocking {
-			r, err := openRawUDP(bind, ap.Addr().IsUnspecified(), network == "udp" || network == "udp6")
+			r, err := openRawUDP(bind, wildcard, v6, join)
 			if err != nil {
 				closeAll()
 				return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
 			}
 			c = r
 		} else {
+			lc := net.ListenConfig{Control: controlSocket(wildcard, v6, join)}
 			pc, err := lc.ListenPacket(context.Background(), network, bind.String())
 			if err != nil {
 				closeAll()
@@ -339,11 +410,22 @@ func bindPort(lc net.ListenConfig, ap netip.AddrPort, network, tnet string, sock
 			setReceiveBuffer(uc, udpReceiveBuffer)
 			c = uc
 		}
+		conns = append(conns, c)
 		if i == 0 {
 			bind = netip.AddrPortFrom(ap.Addr(), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+			if sockets > 1 {
+				rc, err := c.SyscallConn()
+				if err == nil {
+					err = shareAfterBind(rc)
+				}
+				if err != nil {
+					closeAll()
+					return nil, nil, bind, fmt.Errorf("udp %s: %w", bind, err)
+				}
+			}
 		}
-		conns = append(conns, c)
 	}
+	var lc net.ListenConfig
 	tl, err := lc.Listen(context.Background(), tnet, bind.String())
 	if err != nil {
 		closeAll()

@@ -37,9 +37,12 @@ const linuxUDP = false
 const oobSize = 0
 
 // controlSocket sets nothing: SO_REUSEPORT and IP_PKTINFO are Linux's here.
-func controlSocket(wildcard, v6 bool) func(network, address string, c syscall.RawConn) error {
+func controlSocket(wildcard, v6, join bool) func(network, address string, c syscall.RawConn) error {
 	return nil
 }
+
+// shareAfterBind does nothing: one socket per listen address here.
+func shareAfterBind(rc syscall.RawConn) error { return nil }
 
 // parseDst cannot tell the destination without IP_PKTINFO: the zero Addr
 // means unknown.
@@ -57,7 +60,7 @@ func setReceiveBuffer(c *net.UDPConn, n int) { _ = c.SetReadBuffer(n) }
 type rawUDP struct{ *net.UDPConn }
 
 // openRawUDP binds a UDP socket at ap (port 0: the system picks).
-func openRawUDP(ap netip.AddrPort, wildcard, v6 bool) (*rawUDP, error) {
+func openRawUDP(ap netip.AddrPort, wildcard, v6, join bool) (*rawUDP, error) {
 	network := "udp4"
 	if v6 {
 		network = "udp6"

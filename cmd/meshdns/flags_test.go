@@ -13,6 +13,8 @@ func TestFlagValidation(t *testing.T) {
 		want string
 	}{
 		{[]string{"--http", "9153"}, "--http"},
+		{[]string{"--listen", "localhost:53"}, "--listen"},
+		{[]string{"--listen", "127.0.0.1:53", "--listen", "0.0.0.0:53"}, "--listen: listen addresses 127.0.0.1:53 and 0.0.0.0:53 overlap"},
 		{[]string{"--upstream", "dns.example"}, "--upstream"},
 		{[]string{"--forward-timeout", "0s"}, "--forward-timeout"},
 		{[]string{"--forward-cache-bytes", "lots"}, "--forward-cache-bytes"},

@@ -115,6 +115,9 @@ var settingTable = []setting{
 			if len(o.listen) == 0 {
 				return fmt.Errorf("--listen: at least one address is needed")
 			}
+			if err := dnsserver.CheckListen(o.listen); err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
 			return nil
 		},
 		server: func(o *options, c *dnsserver.Config) { c.Listen = o.listen }},

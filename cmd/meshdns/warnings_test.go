@@ -14,7 +14,7 @@ func TestUnsafeSettingsAreWarnedAbout(t *testing.T) {
 		{[]string{"--demo"}, nil}, // --demo implies the default org on loopback listeners
 		{[]string{"--default-org", "acme"}, nil},
 		{[]string{"--default-org", "acme", "--listen", "[::]:53"}, []string{"--default-org"}},
-		{[]string{"--default-org", "acme", "--listen", "127.0.0.1:53", "--listen", "0.0.0.0:53"}, []string{"--default-org"}},
+		{[]string{"--default-org", "acme", "--listen", "127.0.0.1:53", "--listen", "10.1.2.3:53"}, []string{"--default-org"}},
 		{[]string{"--default-org", "acme", "--listen", "[fdaa::3]:53"}, []string{"--default-org"}},
 		{[]string{"--listen", "[::]:53"}, nil},
 		// The peer URL follows the client URL's host unless given.
