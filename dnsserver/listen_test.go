@@ -102,9 +102,9 @@ func testReusePort(t *testing.T, mode udpMode) {
 		// their caches are the sockets that got queries: the kernel must
 		// spread them over all three, the first (bound before it allowed
 		// sharing) included. Each query came from a new source port; the
-		// odds that 60 of them miss one of three sockets are 3×(2/3)^60,
-		// about 1e-10 (the first query on each socket is a cache miss,
-		// which names no worker).
+		// first query on each socket is a cache miss, which names no
+		// worker, so each socket needs two of the 60: the odds that one
+		// gets fewer are about 2.5e-9.
 		if got := obs.distinct(); got != cfg.UDPSockets {
 			t.Fatalf("queries answered by %d of the %d sockets' readers, want all", got, cfg.UDPSockets)
 		}
@@ -185,11 +185,16 @@ func TestListenPortTaken(t *testing.T) {
 // that landed there would share its queries with them. 40 starts per mode
 // would land in one of those ports with odds of 1-(6/7)^40, over 99.7%, if
 // the first socket set SO_REUSEPORT before its bind.
+//
+// Everything here is on an address of its own: the held sockets would
+// otherwise join, and take queries from, servers of other tests (or other
+// packages' test binaries) on 127.0.0.1 that share a port with them.
 func TestListenPortZeroAvoidsReusePortGroups(t *testing.T) {
+	const addr = "127.83.0.1"
 	held := map[int]bool{}
 	lc := net.ListenConfig{Control: reusePort}
 	for range 4000 {
-		pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+		pc, err := lc.ListenPacket(context.Background(), "udp4", addr+":0")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +204,7 @@ func TestListenPortZeroAvoidsReusePortGroups(t *testing.T) {
 	for _, mode := range udpModes {
 		t.Run(mode.name, func(t *testing.T) {
 			for i := range 40 {
-				s := startOn(t, mode, "127.0.0.1:0")
+				s := startOn(t, mode, addr+":0")
 				port := s.Addrs()[0].(*net.UDPAddr).Port
 				s.Shutdown(context.Background())
 				if held[port] {
@@ -273,7 +278,8 @@ func udpSocketsOn(t *testing.T, table, hexAddr string, port int) int {
 
 // TestListenOverlap: listen addresses on one port where one would take the
 // other's packets are refused before anything is bound, with the reason;
-// different ports, families or specific addresses are fine.
+// different ports, families or specific addresses are fine. So are
+// addresses that are not ip:port, IPv6 link-local ones and zones.
 func TestListenOverlap(t *testing.T) {
 	for _, tc := range []struct {
 		listen []string
@@ -287,11 +293,18 @@ func TestListenOverlap(t *testing.T) {
 		{[]string{"127.0.0.1:53", "0.0.0.0:53"}, "127.0.0.1:53 and 0.0.0.0:53 overlap"},
 		{[]string{"[::]:53", "127.0.0.1:53"}, "[::]:53 and 127.0.0.1:53 overlap"},
 		{[]string{"[fdaa::3]:53", "[::]:53"}, "[fdaa::3]:53 and [::]:53 overlap"},
-		{[]string{"0.0.0.0:53", "[::]:53"}, "0.0.0.0:53 and [::]:53 overlap"},
+		{[]string{"0.0.0.0:53", "[::]:53"}, "0.0.0.0:53 and [::]:53 overlap: [::]:53 takes IPv4 too"},
+		{[]string{"[::]:53", "[::1]:53"}, "[::]:53 and [::1]:53 overlap: [::]:53 already answers on [::1]:53"},
 		{[]string{"127.0.0.1:53", "[::ffff:127.0.0.1]:53"}, "[::ffff:127.0.0.1]:53 is given twice"},
 		{[]string{"[::1]:53", "[::1]:53"}, "[::1]:53 is given twice"},
+		{[]string{"[fe80::1%eth0]:53"}, "link-local addresses and zones are not supported"},
+		{[]string{"[fe80::1]:53"}, "link-local addresses and zones are not supported"},
+		{[]string{"[fdaa::3%eth0]:53", "[fdaa::3]:53"}, "link-local addresses and zones are not supported"},
+		{[]string{"[::%eth0]:53"}, "link-local addresses and zones are not supported"},
+		{[]string{"169.254.1.1:53"}, ""},
+		{[]string{"localhost:53"}, "want ip:port"},
 	} {
-		err := checkListenOverlap(tc.listen)
+		err := CheckListen(tc.listen)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%v: %v, want no error", tc.listen, err)

@@ -240,11 +240,18 @@ func CheckListen(listen []string) error {
 	return checkListenOverlap(listen)
 }
 
-// parseListen parses one listen address.
+// parseListen parses one listen address. IPv6 link-local addresses (and
+// zones, which only they use) are refused: askers reach meshdns at fdaa::3,
+// their org's <network>::3 or loopback, and a link-local listener would
+// need the interface carried through every socket call and reply.
 func parseListen(addr string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return ap, fmt.Errorf("listen address %q: want ip:port, e.g. 127.0.0.1:1053 or [::]:53 (%v)", addr, err)
+	}
+	a := ap.Addr()
+	if a.Zone() != "" || (a.Is6() && !a.Is4In6() && a.IsLinkLocalUnicast()) {
+		return ap, fmt.Errorf("listen address %q: IPv6 link-local addresses and zones are not supported; listen on the host's address (e.g. [fdaa::3]:53), on loopback or on [::]:53", addr)
 	}
 	return ap, nil
 }
@@ -275,8 +282,17 @@ func checkListenOverlap(listen []string) error {
 			if p.ap == ap {
 				return fmt.Errorf("listen address %s is given twice (as %s too)", text, p.text)
 			}
-			if covers(p.ap.Addr(), ap.Addr()) || covers(ap.Addr(), p.ap.Addr()) {
-				return fmt.Errorf("listen addresses %s and %s overlap: the wildcard answers on the other's address already; list either the wildcard or specific addresses", p.text, text)
+			w, other := p, parsed{text, ap}
+			if covers(ap.Addr(), p.ap.Addr()) {
+				w, other = other, p
+			}
+			switch {
+			case !covers(w.ap.Addr(), other.ap.Addr()):
+				// two specific addresses: no overlap
+			case other.ap.Addr().IsUnspecified():
+				return fmt.Errorf("listen addresses %s and %s overlap: %s takes IPv4 too; keep it alone", p.text, text, w.text)
+			default:
+				return fmt.Errorf("listen addresses %s and %s overlap: %s already answers on %s; list either the wildcard or the specific addresses", p.text, text, w.text, other.text)
 			}
 		}
 		seen = append(seen, parsed{text, ap})

@@ -3,8 +3,10 @@ package digtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,12 +228,14 @@ func TestOwnQuery(t *testing.T) {
 	}
 	defer pc.Close()
 	port := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
-	out, _ := exec.Command(dig, "-b", "127.0.0.1#"+port, "@127.0.0.1", "-p", port, "+tries=1", "+time=1", "aaaa.test", "AAAA").CombinedOutput()
-	if !digtest.ReadOwnQuery(string(out)) {
-		t.Fatalf("dig bound to the server's own port: ReadOwnQuery = false for\n%s", out)
-	}
-	if r, err := digtest.Parse(string(out)); err != nil || slices.Contains(r.Flags, "qr") {
-		t.Fatalf("dig's own query parsed as %+v, %v; want a message without qr", r, err)
+	for _, cookie := range []string{"+cookie", "+nocookie"} {
+		out, _ := exec.Command(dig, "-b", "127.0.0.1#"+port, "@127.0.0.1", "-p", port, "+tries=1", "+time=1", cookie, "aaaa.test", "AAAA").CombinedOutput()
+		if !digtest.ReadOwnQuery(string(out)) {
+			t.Fatalf("dig %s bound to the server's own port: ReadOwnQuery = false for\n%s", cookie, out)
+		}
+		if r, err := digtest.Parse(string(out)); err != nil || slices.Contains(r.Flags, "qr") {
+			t.Fatalf("dig's own query parsed as %+v, %v; want a message without qr", r, err)
+		}
 	}
 
 	s := startServer(t)
@@ -241,27 +245,54 @@ func TestOwnQuery(t *testing.T) {
 }
 
 // TestAgain: Again runs dig again while it reads its own query, at most
-// three times in all, and returns the first output that is a reply.
+// three times in all, returns the first output that is a reply, and fails
+// the test when all three were dig's own query.
 func TestAgain(t *testing.T) {
-	own := ";; Warning: query response not set\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
+	own := ";; Warning: query response not set\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n; COOKIE: 93d03cbfd62169ca (echoed)\n"
 	reply := ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr aa rd;\n"
+	// A QR-clear message carrying a server cookie is a server's doing:
+	// not retried.
+	bad := ";; Warning: query response not set\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n; COOKIE: 93d03cbfd62169ca0102030405060708 (good)\n"
 	for _, tc := range []struct {
 		outs  []string
 		calls int
 		want  string
+		fatal bool
 	}{
-		{[]string{reply}, 1, reply},
-		{[]string{own, reply}, 2, reply},
-		{[]string{own, own, reply}, 3, reply},
-		{[]string{own, own, own, reply}, 3, own},
+		{[]string{reply}, 1, reply, false},
+		{[]string{own, reply}, 2, reply, false},
+		{[]string{own, own, reply}, 3, reply, false},
+		{[]string{bad, reply}, 1, bad, false},
+		{[]string{own, own, own, reply}, 3, "", true},
 	} {
 		calls := 0
-		got, err := digtest.Again(t, func() (string, error) {
-			calls++
-			return tc.outs[calls-1], nil
-		})
-		if err != nil || got != tc.want || calls != tc.calls {
-			t.Errorf("outputs %q: Again returned %q, %v after %d calls; want %q after %d", tc.outs, got, err, calls, tc.want, tc.calls)
+		rec := &fatalRecorder{TB: t}
+		var got string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			got, _ = digtest.Again(rec, func() (string, error) {
+				calls++
+				return tc.outs[calls-1], nil
+			})
+		}()
+		<-done
+		if (rec.fatal != "") != tc.fatal || got != tc.want || calls != tc.calls {
+			t.Errorf("outputs %q: Again returned %q after %d calls, fatal %q; want %q after %d, fatal %v", tc.outs, got, calls, rec.fatal, tc.want, tc.calls, tc.fatal)
 		}
 	}
+}
+
+// fatalRecorder stands in for the test in TestAgain: Fatalf records the
+// message and ends the goroutine, as testing's does.
+type fatalRecorder struct {
+	testing.TB
+	fatal string
+}
+
+func (f *fatalRecorder) Helper()             {}
+func (f *fatalRecorder) Logf(string, ...any) {}
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
 }
