@@ -229,14 +229,26 @@ func TestCookieVerifiedSourcesCountedApart(t *testing.T) {
 // a server cookie (dig prints "(good)" when its client cookie came back),
 // sending that cookie back with +cookie=<value> is accepted (the same
 // server cookie comes back), and a COOKIE of bad length gets FORMERR.
+//
+// The server has one UDP socket, which never sets SO_REUSEPORT, so dig
+// cannot bind this port as its source and read its own query back
+// (digtest.ReadOwnQuery): an echo of a +cookie=<client+server> query would
+// read "(good)" and could not be told from a reply. The test checks that
+// dig told to bind the port cannot.
 func TestDigCookies(t *testing.T) {
 	dig := etcdtest.RequireTool(t, "dig")
 	s := newTestServer(t, testRegistry(0), "acme")
+	cfg := *s.cfg.Load()
+	cfg.UDPSockets = 1
+	s.cfg.Store(&cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
 	port := strconv.Itoa(s.Addrs()[0].(*net.UDPAddr).Port)
+	if out, _ := exec.Command(dig, "-b", "127.0.0.1#"+port, "@127.0.0.1", "-p", port, "+tries=1", "+time=1", "web.internal", "AAAA").CombinedOutput(); digtest.ReadOwnQuery(string(out)) || strings.Contains(string(out), "status:") {
+		t.Fatalf("dig bound the server's own port as its source:\n%s", out)
+	}
 	run := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"@127.0.0.1", "-p", port, "+tries=1", "+time=2", "+noall", "+comments", "web.internal", "AAAA"}, args...)
