@@ -71,18 +71,10 @@ func tuneSocket(fd int, join, pktinfo, v6 bool) error {
 // The TCP listener is a single socket and never sets it.
 
 // shareAfterBind lets the sockets opened after this bound one share its
-// port.
+// port: the SO_REUSEPORT a joining socket sets, without packet info (the
+// bound socket asked for that already, if it needed it).
 func shareAfterBind(rc syscall.RawConn) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("SO_REUSEPORT: %w", serr)
-	}
-	return nil
+	return controlSocket(false, false, true)("udp", "", rc)
 }
 
 // parseDst finds the packet's destination address in its control messages.

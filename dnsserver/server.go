@@ -232,12 +232,21 @@ func (s *Server) Start() error {
 // CheckListen checks listen addresses as Start will: each must be ip:port,
 // and no two may overlap (checkListenOverlap).
 func CheckListen(listen []string) error {
-	for _, addr := range listen {
-		if _, err := parseListen(addr); err != nil {
+	parsed := make([]listenAddr, 0, len(listen))
+	for _, text := range listen {
+		ap, err := parseListen(text)
+		if err != nil {
 			return err
 		}
+		parsed = append(parsed, listenAddr{text, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
 	}
-	return checkListenOverlap(listen)
+	return checkListenOverlap(parsed)
+}
+
+// listenAddr is a listen address as given and as parsed (unmapped).
+type listenAddr struct {
+	text string
+	ap   netip.AddrPort
 }
 
 // parseListen parses one listen address. IPv6 link-local addresses (and
@@ -263,26 +272,20 @@ func parseListen(addr string) (netip.AddrPort, error) {
 // other alone (see shareAfterBind), so the second would fail to bind with
 // "address in use"; this says why instead. Port 0 picks a new port each
 // time and never overlaps.
-func checkListenOverlap(listen []string) error {
-	type parsed struct {
-		text string
-		ap   netip.AddrPort
-	}
-	var seen []parsed
-	for _, text := range listen {
-		ap, err := netip.ParseAddrPort(text)
-		if err != nil || ap.Port() == 0 {
-			continue // CheckListen reports a bad address; port 0 never overlaps
+func checkListenOverlap(listen []listenAddr) error {
+	for i, l := range listen {
+		text, ap := l.text, l.ap
+		if ap.Port() == 0 {
+			continue // a new port each time: never overlaps
 		}
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		for _, p := range seen {
+		for _, p := range listen[:i] {
 			if p.ap.Port() != ap.Port() {
 				continue
 			}
 			if p.ap == ap {
 				return fmt.Errorf("listen address %s is given twice (as %s too)", text, p.text)
 			}
-			w, other := p, parsed{text, ap}
+			w, other := p, l
 			if covers(ap.Addr(), p.ap.Addr()) {
 				w, other = other, p
 			}
@@ -295,7 +298,6 @@ func checkListenOverlap(listen []string) error {
 				return fmt.Errorf("listen addresses %s and %s overlap: %s already answers on %s; list either the wildcard or the specific addresses", p.text, text, w.text, other.text)
 			}
 		}
-		seen = append(seen, parsed{text, ap})
 	}
 	return nil
 }
